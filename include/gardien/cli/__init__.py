@@ -1,0 +1,1 @@
+"""The ``gardien`` command line."""

@@ -1,0 +1,54 @@
+"""Entry point of the ``gardien`` command: one Typer app, commands registered by topic modules.
+
+Each topic module (engine, windows, audit, ...) exposes ``register(app)``; keeping them apart lets each
+concept own its commands without one huge module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from gardien.errors import GardienError
+
+app = typer.Typer(
+    name="gardien",
+    help="Carry EHR configuration changes from qualification to production, with proof.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
+
+for _topic in _TOPICS:
+    try:
+        _module = importlib.import_module(f"gardien.cli.{_topic}")
+    except ModuleNotFoundError as exc:  # topic not built yet
+        if exc.name != f"gardien.cli.{_topic}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Run the CLI; a GardienError prints its message and exits with its own code."""
+    try:
+        app(standalone_mode=False)
+    except GardienError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

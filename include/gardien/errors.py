@@ -1,0 +1,73 @@
+"""The one error hierarchy of Gardien, with the CLI exit code each error maps to."""
+
+from __future__ import annotations
+
+
+class GardienError(Exception):
+    """Base of every error Gardien raises on purpose. The message names the problem and the fix."""
+
+    exit_code: int = 1
+
+
+class UsageError(GardienError):
+    """The command line or an argument is wrong."""
+
+    exit_code = 2
+
+
+class ConfigurationError(GardienError):
+    """The YAML configuration, the catalog or a suite is invalid, or does not match the databases."""
+
+    exit_code = 3
+
+
+class EnvironmentUnavailableError(GardienError):
+    """A database or service cannot be reached."""
+
+    exit_code = 4
+
+
+class ChangesetError(GardienError):
+    """A changeset is malformed, tampered with, made for another catalog, or cannot be built."""
+
+    exit_code = 5
+
+
+class SourceDataError(ChangesetError):
+    """The source data is unfit to be carried (NULL or duplicate natural keys, dangling references)."""
+
+
+class ConflictError(GardienError):
+    """The target changed since capture on a field the changeset also changes (three-way check)."""
+
+    exit_code = 6
+
+
+class ValidationFailedError(GardienError):
+    """Expectations failed on the state the target would have (or has) after the release."""
+
+    exit_code = 7
+
+
+class ApprovalError(GardienError):
+    """An approval was refused by policy (self-approval, not assigned, stale changeset hash, ...)."""
+
+    exit_code = 8
+
+
+class DeploymentError(GardienError):
+    """A deployment could not be applied (lock timeout, statement timeout, database refusal)."""
+
+    exit_code = 9
+
+
+class RollbackError(GardienError):
+    """A rollback was refused or could not be proven; the message says whether manual repair is needed."""
+
+    exit_code = 10
+
+
+class LedgerError(GardienError):
+    """The audit ledger is unreachable, inconsistent, or its hash chain is broken."""
+
+    exit_code = 11
