@@ -89,7 +89,9 @@ def create_database(admin: str, name: str, *, replace: bool = False) -> str:
     with autocommit(admin) as conn, conn.cursor() as cur:
         if replace:
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        cur.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
+        )
     return dsn_for_database(admin, name)
 
 

@@ -1,0 +1,63 @@
+# Gardien — two commands set everything up on a fresh machine with Python 3.11, git and make:
+#   make demo   # install, obtain PostgreSQL, build the demo hospital, start Airflow, run a release
+#   make test   # install, obtain PostgreSQL, lint, run the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+STATE := .gardien
+STAMP := $(VENV)/.installed
+PGENV := $(STATE)/pg.env
+INTERACTIVE ?= 0
+PYTEST_ARGS ?=
+
+.PHONY: help install pg demo stop test lint format bench clean
+
+help:
+	@echo "make demo    run one complete release of the demo hospital configuration (INTERACTIVE=1: approve in the UI)"
+	@echo "make test    lint and run the whole test suite"
+	@echo "make stop    stop what the demo started (Airflow, embedded PostgreSQL)"
+	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	@$(UV) pip sync -q -p $(PY) requirements.lock
+	@$(UV) pip install -q -p $(PY) --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+# Obtain a PostgreSQL server: GARDIEN_PG_DSN, else 127.0.0.1:5432, else an embedded one in .gardien/pgdata.
+pg: install
+	@mkdir -p $(STATE)
+	@$(PY) -m gardien.demo.server ensure --env-file $(PGENV)
+
+demo: pg
+	@set -a; source $(PGENV); set +a; $(PY) -m gardien.demo.run --interactive=$(INTERACTIVE)
+
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m gardien.demo.airflow_local stop; $(PY) -m gardien.demo.server stop; fi
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: install
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+test: pg lint
+	@set -a; source $(PGENV); set +a; TQDM_DISABLE=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: pg
+	@set -a; source $(PGENV); set +a; $(PY) bench/run.py
+
+clean: stop
+	rm -rf $(STATE) $(VENV) .pytest_cache .ruff_cache
