@@ -1,0 +1,96 @@
+"""Release path parsing: good paths, and each bad entry named with its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from gardien.errors import ConfigurationError
+from gardien.release.paths import parse_release_paths
+
+ENVS = ["qualif", "preprod", "prod", "prod_b"]
+
+
+def test_parse_release_paths_two_stages_ordered() -> None:
+    paths = parse_release_paths(
+        {
+            "standard": {
+                "source": "qualif",
+                "stages": [
+                    {"name": "preprod", "targets": ["preprod"]},
+                    {"name": "prod", "targets": ["prod", "prod_b"]},
+                ],
+            }
+        },
+        environments=ENVS,
+        source="g.yaml",
+    )
+    p = paths["standard"]
+    assert [s.name for s in p.stages] == ["preprod", "prod"]
+    assert p.final_targets == ("prod", "prod_b")
+    assert p.all_targets == ("preprod", "prod", "prod_b")
+    assert p.rollback == "stage"
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (
+            {"standard": {"source": "qualif", "stages": []}},
+            r"release_paths\.standard\.stages: .*at least one stage",
+        ),
+        ({"standard": {"source": "qualif"}}, r"release_paths\.standard\.stages"),
+        (
+            {"standard": {"source": "nope", "stages": [{"name": "a", "targets": ["prod"]}]}},
+            r"standard\.source: unknown environment 'nope'",
+        ),
+        (
+            {"standard": {"source": "qualif", "stages": [{"name": "a", "targets": ["prood"]}]}},
+            r"stages\[0\] \(a\): unknown environment 'prood'; known: preprod, prod, prod_b, qualif",
+        ),
+        (
+            {"standard": {"source": "qualif", "stages": [{"name": "a", "targets": ["qualif"]}]}},
+            r"is the source",
+        ),
+        (
+            {
+                "standard": {
+                    "source": "qualif",
+                    "stages": [{"name": "a", "targets": ["prod"]}, {"name": "b", "targets": ["prod"]}],
+                }
+            },
+            r"earlier stage",
+        ),
+        (
+            {
+                "standard": {
+                    "source": "qualif",
+                    "stages": [{"name": "a", "targets": ["prod"]}],
+                    "rollback": "some",
+                }
+            },
+            r"standard\.rollback",
+        ),
+        (
+            {"Bad-Name": {"source": "qualif", "stages": [{"name": "a", "targets": ["prod"]}]}},
+            r"becomes a DAG id",
+        ),
+        (
+            {"standard": {"source": "qualif", "stages": [{"name": "a", "targets": ["prod"], "extra": 1}]}},
+            r"stages\.0\.extra",
+        ),
+    ],
+    ids=[
+        "no-stages",
+        "stages-missing",
+        "unknown-source",
+        "unknown-target",
+        "target-is-source",
+        "target-twice",
+        "bad-rollback-mode",
+        "bad-name",
+        "unknown-key",
+    ],
+)
+def test_parse_release_paths_bad_entry_names_it(raw: dict, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        parse_release_paths(raw, environments=ENVS, source="g.yaml")
