@@ -23,6 +23,13 @@ app = typer.Typer(
 
 _TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
 
+
+@app.callback()
+def _root() -> None:
+    """Gardien: consistency, traceability and rollback for EHR configuration releases."""
+    # An explicit callback keeps sub-commands as sub-commands even when a single topic is registered.
+
+
 for _topic in _TOPICS:
     try:
         _module = importlib.import_module(f"gardien.cli.{_topic}")
@@ -44,11 +51,17 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
+        # typer ships its own copy of click; recognise usage errors from either copy by duck typing.
+        if hasattr(exc, "show") and type(exc).__name__ in {
+            "UsageError",
+            "BadParameter",
+            "NoSuchOption",
+            "MissingParameter",
+            "BadOptionUsage",
+            "BadArgumentUsage",
+        }:
             exc.show()
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        if type(exc).__name__ == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
         raise

@@ -1,0 +1,1 @@
+"""Airflow adapter: the only part of Gardien that imports Airflow."""

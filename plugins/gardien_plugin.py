@@ -1,0 +1,16 @@
+"""Gardien's Airflow plugin: registers the release-window timetable (and, later, Gardien's web views)."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+# DAG files import the timetable from this same module path; serialization looks it up by that path.
+from gardien.airflow.timetable import ReleaseWindowTimetable
+
+
+class GardienPlugin(AirflowPlugin):
+    """Everything Gardien adds to Airflow; each attribute is one kind of extension."""
+
+    name = "gardien"
+    timetables = [ReleaseWindowTimetable]
+    # Web extensions go beside it, e.g. fastapi_apps = [{"app": ..., "url_prefix": "/gardien", "name": ...}].
