@@ -1,0 +1,290 @@
+"""Human-in-the-loop approval glue: one Airflow Required Action per approval seat, enforced by gardien.policy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+from airflow.sdk import Context, Param
+from airflow.sdk.exceptions import AirflowFailException
+
+from gardien.errors import ApprovalError, ConfigurationError
+from gardien.policy import (
+    ApprovalPolicy,
+    ApprovalVote,
+    Requirement,
+    check_vote,
+    parse_policy,
+    requirement_for,
+)
+
+PolicyLoader = Callable[[], ApprovalPolicy]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFacts:
+    """What the approver approves: read at request time and again when the answer arrives."""
+
+    release: str
+    changeset_id: str
+    tables_touched: tuple[str, ...]
+    requested_by: str
+    emergency: bool = False
+    reason: str | None = None
+
+
+ReleaseFactsSource = Callable[[Context], ReleaseFacts]
+
+
+def facts_from_conf(context: Context) -> ReleaseFacts:
+    """Default source: the DAG run's conf (`release`, `changeset_id`, `requested_by`, `tables_touched`, ...).
+
+    A release DAG that keeps changesets in the ledger passes its own source reading the ledger, so the
+    "current" changeset at answer time is the ledger's, not what the run was started with.
+    """
+    conf: Mapping[str, Any] = context["dag_run"].conf or {}
+    missing = [k for k in ("release", "changeset_id", "requested_by") if not conf.get(k)]
+    if missing:
+        raise ApprovalError(
+            f"the run conf lacks {', '.join(missing)}; trigger the release with "
+            "{'release': ..., 'changeset_id': ..., 'requested_by': ..., 'tables_touched': [...]}"
+        )
+    return ReleaseFacts(
+        release=str(conf["release"]),
+        changeset_id=str(conf["changeset_id"]),
+        tables_touched=tuple(conf.get("tables_touched") or ()),
+        requested_by=str(conf["requested_by"]),
+        emergency=bool(conf.get("emergency", False)),
+        reason=conf.get("reason"),
+    )
+
+
+def policy_from_yaml(path: str | Path | None = None) -> PolicyLoader:
+    """A loader reading `approvals` from gardien.yaml when called (at run time, never at DAG parse).
+
+    `path` defaults to $GARDIEN_CONFIG, else include/config/gardien.yaml beside the package.
+    """
+
+    def load() -> ApprovalPolicy:
+        import yaml  # run time only: DAG files stay cheap to parse
+
+        where = Path(
+            path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml"
+        )
+        try:
+            raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read the configuration {where}: {exc}; set GARDIEN_CONFIG"
+            ) from exc
+        tables = [t.get("name") for t in (raw.get("catalog") or {}).get("tables", [])] or None
+        return parse_policy(raw.get("approvals"), source=str(where.name), known_tables=tables)
+
+    return load
+
+
+def required_action_url(*, base_url: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """Link to the Required Action page of one approval task (what Slack messages point to)."""
+    # Same path as HITLOperator.generate_link_to_ui (run ids keep their ':' and '+'), without needing a task.
+    path = "/".join(quote(p, safe=":+@~") for p in ("dags", dag_id, "runs", run_id, "tasks", task_id))
+    return f"{base_url.rstrip('/')}/{path}/required_actions?{urlencode({'map_index': map_index})}"
+
+
+def required_action_link(context: Context, *, base_url: str | None = None) -> str:
+    """Required Action link of the HITL task running in `context` (base_url defaults to [api] base_url)."""
+    return HITLOperator.generate_link_to_ui_from_context(context=context, base_url=base_url)
+
+
+class GardienApprovalOperator(ApprovalOperator):
+    """Collect one approval seat of a release; assigned users are computed from the policy at run time.
+
+    Seat `seat_index` of the requirement (see gardien.policy.Requirement) is offered to its candidates minus
+    the requester(s) (the run conf's `requested_by` and the user who triggered the run) and minus whoever
+    approved `earlier_seats`. The answer is checked again on resume (defence in depth, and the changeset
+    may have changed meanwhile). Reject, timeout, a stale changeset or a refused approver fail the task
+    (no retry) and record why in the XCom key ``rejection``. A seat the release does not need succeeds at
+    once with ``{"required": False}``.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "environment")
+
+    def __init__(
+        self,
+        *,
+        seat_index: int,
+        environment: str,
+        policy: PolicyLoader | None = None,
+        release_facts: ReleaseFactsSource = facts_from_conf,
+        earlier_seats: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        if seat_index < 0:
+            raise ValueError(f"seat_index must be >= 0 (got {seat_index})")
+        kwargs.setdefault("subject", f"Gardien approval, seat {seat_index + 1}")
+        params = {
+            "changeset_id": Param("", type="string", description="Changeset hash you are approving"),
+            "reason": Param("", type="string", description="Why (mandatory when rejecting)"),
+        }
+        # Reject as the default answer: the scheduler's timeout sweep answers with it (timeout = rejection).
+        super().__init__(defaults=[self.REJECT], params=params, fail_on_reject=False, **kwargs)
+        self.seat_index = seat_index
+        self.environment = environment
+        self.policy = policy or policy_from_yaml()
+        self.release_facts = release_facts
+        self.earlier_seats = tuple(earlier_seats)
+
+    # --- request --------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        facts = self.release_facts(context)
+        policy = self.policy()
+        requirement = self._requirement(policy, facts, context)
+        if self.seat_index >= len(requirement.seats):
+            self.log.info(
+                "Seat %d not required: %s needs %d approval(s)",
+                self.seat_index + 1,
+                self.environment,
+                len(requirement.seats),
+            )
+            return {"seat": self.seat_index, "required": False, "changeset_id": facts.changeset_id}
+        seat = requirement.seats[self.seat_index]
+        taken = self._earlier_approvers(context)
+        users = sorted(seat.candidates - taken)
+        if not users:
+            self._fail(
+                context,
+                facts,
+                by=None,
+                reason=f"{seat.title} cannot be filled: its candidates {', '.join(sorted(seat.candidates))} "
+                f"already approved earlier seats or requested the release",
+            )
+        self.assigned_users = [{"id": u, "name": u} for u in users]
+        self.response_timeout = policy.timeout
+        self.subject = (
+            f"[{self.environment}] Release {facts.release}: {seat.title}, changeset {facts.changeset_id[:12]}"
+        )
+        self.body = _body(facts, requirement, seat_index=self.seat_index, assigned=users)
+        # Prefilled so the answer carries the hash the approver saw (the UI form and the CLI send it back).
+        self.params["changeset_id"] = Param(facts.changeset_id, type="string", description="Changeset hash")
+        self.hitl_summary_extra.update(
+            {"release": facts.release, "changeset_id": facts.changeset_id, "seat": self.seat_index}
+        )
+        return super().execute(context)
+
+    # --- answer ---------------------------------------------------------------------------------------
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        facts = self.release_facts(context)
+        if event.get("error_type") == "timeout":
+            self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        try:  # validates the chosen options and the params form; skips ApprovalOperator's skip-on-reject
+            answer = HITLOperator.execute_complete(self, context, event)
+        except ValueError as exc:
+            self._fail(context, facts, by=None, reason=f"invalid answer: {exc}")
+        user = (answer.get("responded_by_user") or {}).get("id")
+        params_input = answer.get("params_input") or {}
+        if event.get("timedout") or user is None:
+            self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        if answer["chosen_options"] != [self.APPROVE]:
+            self._fail(
+                context,
+                facts,
+                by=user,
+                reason=str(params_input.get("reason") or "").strip() or "no reason given",
+            )
+
+        requirement = self._requirement(self.policy(), facts, context)
+        vote = ApprovalVote(user=user, approve=True, changeset_id=str(params_input.get("changeset_id") or ""))
+        try:
+            if self.seat_index >= len(requirement.seats):
+                raise ApprovalError(
+                    f"{self.environment} no longer needs seat {self.seat_index + 1} (policy or changeset changed); "
+                    "restart the approvals"
+                )
+            check_vote(
+                requirement,
+                vote,
+                changeset_id=facts.changeset_id,
+                seat=requirement.seats[self.seat_index],
+                already_approved=self._earlier_approvers(context),
+            )
+        except ApprovalError as exc:
+            self._fail(context, facts, by=user, reason=f"approval refused: {exc}")
+        self.log.info(
+            "Seat %d approved by %s for changeset %s", self.seat_index + 1, user, facts.changeset_id
+        )
+        return {
+            **answer,
+            "approved": True,
+            "seat": self.seat_index,
+            "changeset_id": facts.changeset_id,
+            "release": facts.release,
+        }
+
+    # --- helpers --------------------------------------------------------------------------------------
+    def _requirement(self, policy: ApprovalPolicy, facts: ReleaseFacts, context: Context) -> Requirement:
+        triggered_by = getattr(context["dag_run"], "triggering_user_name", None)
+        requesters = {facts.requested_by, *([triggered_by] if triggered_by else [])}
+        try:
+            return requirement_for(
+                policy,
+                environment=self.environment,
+                tables_touched=facts.tables_touched,
+                requester=requesters,
+                emergency=facts.emergency,
+                reason=facts.reason,
+            )
+        except ApprovalError as exc:
+            self._fail(context, facts, by=None, reason=str(exc))
+
+    def _earlier_approvers(self, context: Context) -> set[str]:
+        if not self.earlier_seats:
+            return set()
+        pulled = context["ti"].xcom_pull(task_ids=list(self.earlier_seats))
+        values = pulled if isinstance(pulled, list) else [pulled]
+        return {
+            v["responded_by_user"]["id"]
+            for v in values
+            if isinstance(v, Mapping) and v.get("approved") and v.get("responded_by_user")
+        }
+
+    def _fail(self, context: Context, facts: ReleaseFacts, *, by: str | None, reason: str) -> NoReturn:
+        # Recorded before failing so the ledger, the report and Slack can say who ended the release and why.
+        context["ti"].xcom_push(
+            key="rejection",
+            value={
+                "release": facts.release,
+                "changeset_id": facts.changeset_id,
+                "seat": self.seat_index,
+                "by": by,
+                "reason": reason,
+            },
+        )
+        who = f" by {by}" if by else ""
+        # AirflowFailException: a rejection is a decision, not a transient error to retry.
+        raise AirflowFailException(
+            f"release {facts.release} rejected{who} at seat {self.seat_index + 1}: {reason}"
+        )
+
+
+def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, assigned: Sequence[str]) -> str:
+    seat = requirement.seats[seat_index]
+    tables = ", ".join(sorted(facts.tables_touched)) or "(none)"
+    lines = [
+        f"**Release** `{facts.release}` to **{requirement.environment}**"
+        + (" — **EMERGENCY**" if facts.emergency else ""),
+        f"**Changeset** `{facts.changeset_id}` (your approval is bound to this hash; if it changes, it is void)",
+        f"**Tables touched**: {tables}",
+        f"**Requested by**: {facts.requested_by} (cannot approve)",
+        f"**This seat**: {seat.title}, {seat.why}; {seat_index + 1} of {len(requirement.seats)} approvals",
+        f"**Assigned**: {', '.join(assigned)}",
+    ]
+    if facts.reason:
+        lines.append(f"**Reason**: {facts.reason}")
+    lines.append(
+        "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
+    )
+    return "\n\n".join(lines)
