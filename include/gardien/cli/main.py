@@ -43,7 +43,10 @@ for _topic in _TOPICS:
 def main() -> None:
     """Run the CLI; a GardienError prints its message and exits with its own code."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, a typer.Exit(code) comes back as the return value.
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except GardienError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)

@@ -1,0 +1,257 @@
+"""Apply a changeset to one target: lock, three-way check, set-based writes, journal — one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+
+from gardien import journal, pg
+from gardien.catalog import Catalog, bind_catalog
+from gardien.changeset import Changeset
+from gardien.config import CatalogConfig
+from gardien.errors import ChangesetError, DeploymentError
+from gardien.fingerprint import scope_fingerprint
+from gardien.journal import BeforeImage
+from gardien.keys import KeyMap
+from gardien.plan import FieldNote, three_way
+from gardien.portable import Key, key_text, read_rows_by_ids, set_session
+from gardien.references import check_references
+from gardien.writes import TableWrites, execute
+
+_LOCK_CLASS = 0x47415244 & 0x7FFFFFFF  # "GARD"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    lock_ms: int = 10_000
+    statement_ms: int = 600_000
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What an apply did. ``status``: applied, already_applied (no-op) or empty (nothing to do)."""
+
+    status: str
+    changeset_id: str
+    target: str
+    deployment_id: str | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    drift: tuple[FieldNote, ...] = ()
+    crosswalk: dict[str, list[tuple[Key, Any]]] = field(default_factory=dict)
+    fingerprint_before: str | None = None
+    fingerprint_after: str | None = None
+    matches_source: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "changeset_id": self.changeset_id,
+            "target": self.target,
+            "deployment_id": self.deployment_id,
+            "counts": self.counts,
+            "drift": [d.to_dict() for d in self.drift],
+            "crosswalk": {t: [[list(k), v] for k, v in rows] for t, rows in self.crosswalk.items()},
+            "fingerprint_before": self.fingerprint_before,
+            "fingerprint_after": self.fingerprint_after,
+            "matches_source": self.matches_source,
+        }
+
+
+def prepare(cur: Any, *, schema: str, target: str, timeouts: Timeouts) -> None:
+    """Pin output settings and timeouts for this transaction and take the target's deployment lock.
+
+    Raises DeploymentError naming the session holding the lock when it is not free within the lock timeout.
+    """
+    set_session(cur)
+    cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeouts.lock_ms}ms",))
+    cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeouts.statement_ms}ms",))
+    objid = zlib.crc32(schema.encode()) & 0x7FFFFFFF
+    cur.execute("SAVEPOINT gardien_lock")
+    try:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_CLASS, objid))
+    except psycopg2.errors.LockNotAvailable:
+        cur.execute("ROLLBACK TO SAVEPOINT gardien_lock")
+        cur.execute(
+            "SELECT a.pid, a.application_name, a.client_addr::text, a.xact_start FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.classid = %s::oid AND l.objid = %s::oid "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (_LOCK_CLASS, objid),
+        )
+        row = cur.fetchone()
+        holder = (
+            f"held by pid {row[0]} ({row[1] or 'unnamed'} from {row[2] or 'local socket'}, since {row[3]})"
+            if row
+            else "held by another session"
+        )
+        raise DeploymentError(
+            f"target {target} is locked by another deployment or rollback ({holder}); waited "
+            f"{timeouts.lock_ms} ms. Retry when it has finished."
+        ) from None
+    cur.execute("RELEASE SAVEPOINT gardien_lock")
+
+
+@contextmanager
+def database_errors(target: str) -> Iterator[None]:
+    """Turn database refusals during writes into DeploymentError with the server's own words."""
+    try:
+        yield
+    except psycopg2.errors.QueryCanceled as exc:
+        raise DeploymentError(
+            f"target {target}: statement timeout exceeded ({str(exc).strip().splitlines()[0]}); nothing was "
+            "applied. Raise the statement timeout or retry at a quieter time."
+        ) from exc
+    except psycopg2.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DeploymentError(
+            f"target {target} refused the changes ({first}); the transaction was rolled back, nothing was applied."
+        ) from exc
+
+
+def read_touched(
+    cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]]
+) -> dict[str, dict[Key, tuple[Any, dict[str, Any]]]]:
+    """The rows with these natural keys as they physically are now: key → (id, value columns)."""
+    for name, table_keys in keys.items():
+        keymap.add(catalog.table(name), table_keys)
+    keymap.resolve()
+    out: dict[str, dict[Key, tuple[Any, dict[str, Any]]]] = {}
+    for name in keys:
+        table = catalog.table(name)
+        ids = list(keymap.ids(table).values())
+        out[name] = {k: (i, v) for k, i, v in read_rows_by_ids(cur, catalog=catalog, table=table, ids=ids)}
+    return out
+
+
+def apply_changeset(
+    conn: Any,
+    changeset: Changeset,
+    *,
+    catalog_config: CatalogConfig,
+    target: str,
+    applied_at: datetime,
+    deployment_id: str | None = None,
+    release_id: str | None = None,
+    release_label: str | None = None,
+    timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen value
+) -> ApplyResult:
+    """Apply ``changeset`` in the caller's transaction (the caller commits, or rolls back on error).
+
+    Raises ChangesetError (other catalog), ConflictError (three-way check; nothing written),
+    SourceDataError (dangling references) or DeploymentError (lock, timeout, database refusal).
+    """
+    with conn.cursor() as cur:
+        prepare(cur, schema=catalog_config.schema_, target=target, timeouts=timeouts)
+        catalog = bind_catalog(conn, catalog_config, label=target)
+        if catalog.fingerprint != changeset.catalog_fingerprint:
+            raise ChangesetError(
+                f"changeset {changeset.id[:12]} was made for another catalog (catalog {changeset.catalog_fingerprint[:12]}; "
+                f"{target} has {catalog.fingerprint[:12]}): the catalog definition or column types differ. "
+                "Capture a new changeset with the current configuration."
+            )
+        journal.ensure_schema(cur)
+        previous = journal.active_for_changeset(cur, changeset.id)
+        if previous is not None:
+            return ApplyResult(
+                status="already_applied",
+                changeset_id=changeset.id,
+                target=target,
+                deployment_id=previous.deployment_id,
+            )
+        if changeset.is_empty:
+            return ApplyResult(status="empty", changeset_id=changeset.id, target=target)
+        keymap = KeyMap(cur, catalog)
+        current = read_touched(
+            cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
+        )
+        plans, drift = three_way(
+            catalog, changeset, {t: {k: v for k, (_, v) in rows.items()} for t, rows in current.items()}
+        )
+        check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
+        touched = [name for name, plan in plans.items() if plan.count]
+        before = scope_fingerprint(cur, catalog, touched)
+        writes = {
+            name: TableWrites(
+                table=name,
+                inserts=[(i.key, i.values) for i in plan.inserts],
+                updates=plan.updates,
+                deletes=plan.deletes,
+            )
+            for name, plan in plans.items()
+            if plan.count
+        }
+        with database_errors(target):
+            execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+        after = scope_fingerprint(cur, catalog, touched)
+        images: dict[str, list[BeforeImage]] = {}
+        crosswalk: dict[str, list[tuple[Key, Any]]] = {}
+        for name, tw in writes.items():
+            ids = keymap.ids(catalog.table(name))
+            rows = current.get(name, {})
+            keys = sorted(tw.keys(), key=key_text)
+            images[name] = [
+                BeforeImage(
+                    key=k, id=rows[k][0] if k in rows else None, values=rows[k][1] if k in rows else None
+                )
+                for k in keys
+            ]
+            crosswalk[name] = [(k, ids.get(k)) for k in keys]
+        counts = {
+            n: {"inserts": len(p.inserts), "updates": len(p.updates), "deletes": len(p.deletes)}
+            for n, p in plans.items()
+            if p.count
+        }
+        dep_id = (
+            deployment_id
+            or "dep-"
+            + hashlib.sha256(f"{changeset.id}|{target}|{applied_at.isoformat()}".encode()).hexdigest()[:16]
+        )
+        journal.record(
+            cur,
+            deployment_id=dep_id,
+            changeset_id=changeset.id,
+            catalog_fingerprint=catalog.fingerprint,
+            applied_at=applied_at,
+            before_images=images,
+            crosswalk=crosswalk,
+            fingerprint_before=before.to_dict(),
+            fingerprint_after=after.to_dict(),
+            drift=[d.to_dict() for d in drift],
+            counts=counts,
+            release_id=release_id,
+            release_label=release_label,
+        )
+        return ApplyResult(
+            status="applied",
+            changeset_id=changeset.id,
+            target=target,
+            deployment_id=dep_id,
+            counts=counts,
+            drift=tuple(drift),
+            crosswalk=crosswalk,
+            fingerprint_before=before.digest,
+            fingerprint_after=after.digest,
+            matches_source=after == changeset.source_fingerprint.restricted(touched),
+        )
+
+
+def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
+    """Connect to ``dsn``, apply in one transaction and commit; roll back on any error."""
+    conn = pg.connect(dsn, application_name="gardien apply")
+    try:
+        result = apply_changeset(conn, changeset, **kwargs)
+        conn.commit()
+        return result
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()

@@ -1,0 +1,273 @@
+"""The catalog bound to a live database: columns, types, primary and foreign keys read from pg_catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gardien.config import CatalogConfig, LogicalReference, SoftDelete, TableConfig
+from gardien.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """A single-column database foreign key from a managed column to another managed table's primary key."""
+
+    column: str
+    table: str
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTable:
+    """One managed table as it really exists: what is compared, how rows are identified and referenced."""
+
+    name: str
+    schema: str
+    pk: str
+    pk_identity: bool
+    natural_key: tuple[str, ...]
+    columns: tuple[str, ...]  # managed columns, compared and carried (natural key included, pk excluded)
+    types: dict[str, str]
+    fks: dict[str, ForeignKey]
+    config: TableConfig
+
+    @property
+    def soft_delete(self) -> SoftDelete | None:
+        return self.config.soft_delete
+
+    @property
+    def logical_references(self) -> list[LogicalReference]:
+        return self.config.logical_references
+
+    @property
+    def self_fks(self) -> tuple[str, ...]:
+        return tuple(c for c, fk in self.fks.items() if fk.table == self.name)
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """Managed columns outside the natural key (what an update may change)."""
+        return tuple(c for c in self.columns if c not in self.natural_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Every managed table of one database, in configuration order, with a fingerprint of the definition."""
+
+    schema: str
+    tables: tuple[BoundTable, ...]
+    fingerprint: str
+
+    def table(self, name: str) -> BoundTable:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise ConfigurationError(f"table {name!r} is not in the catalog; add it under catalog.tables.")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tables)
+
+
+_COLUMNS_SQL = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity <> ''
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)
+ORDER BY c.relname, a.attnum
+"""
+
+_CONSTRAINTS_SQL = """
+SELECT c.relname, k.contype,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+       rn.nspname, rc.relname,
+       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class rc ON rc.oid = k.confrelid
+LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE n.nspname = %s AND c.relname = ANY(%s) AND k.contype IN ('p', 'f')
+ORDER BY c.relname, k.conname
+"""
+
+
+def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -> Catalog:
+    """Read the live schema through ``conn`` and bind the catalog to it.
+
+    Raises ConfigurationError naming every table or column the database lacks, unsupported keys, and
+    foreign keys from managed columns to unmanaged tables (see docs/configuration.md).
+    """
+    if not config.tables:
+        raise ConfigurationError("the catalog is empty; list at least one table under catalog.tables.")
+    names = [t.name for t in config.tables]
+    with conn.cursor() as cur:
+        cur.execute(_COLUMNS_SQL, (config.schema_, names))
+        columns: dict[str, dict[str, tuple[str, bool]]] = {}
+        for table, column, typ, identity in cur.fetchall():
+            columns.setdefault(table, {})[column] = (typ, identity)
+        cur.execute(_CONSTRAINTS_SQL, (config.schema_, names))
+        constraints = cur.fetchall()
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ConfigurationError(
+            f"{label}: schema {config.schema_!r} has no table {', '.join(map(repr, missing))}. "
+            "Create it there (same schema in every environment) or remove it from catalog.tables."
+        )
+    problems: list[str] = []
+    pks: dict[str, list[str]] = {}
+    fks: dict[str, list[tuple[list[str], str, str, list[str]]]] = {}
+    for table, contype, cols, ref_schema, ref_table, ref_cols in constraints:
+        if contype == "p":
+            pks[table] = list(cols)
+        else:
+            fks.setdefault(table, []).append((list(cols), ref_schema, ref_table, list(ref_cols)))
+    bound = []
+    for tc in config.tables:
+        table_cols = columns[tc.name]
+        _check_columns(tc, table_cols, problems, label=label, catalog=config)
+        pk = pks.get(tc.name, [])
+        if len(pk) != 1:
+            problems.append(
+                f"{label}: table {tc.name!r} needs a single-column primary key (it has {pk or 'none'}); "
+                "add a surrogate id column as primary key."
+            )
+            continue
+        pk_col = pk[0]
+        ignored = set(tc.ignore)
+        managed = tuple(c for c in table_cols if c not in ignored and (c != pk_col or c in tc.natural_key))
+        table_fks: dict[str, ForeignKey] = {}
+        for cols, ref_schema, ref_table, ref_cols in fks.get(tc.name, []):
+            carried = [c for c in cols if c in managed]
+            if not carried:
+                continue  # every column of this key is ignored: not carried, not checked
+            where = f"{label}: {tc.name}.{','.join(cols)} references {ref_schema}.{ref_table}"
+            if len(cols) != 1:
+                problems.append(f"{where} through a composite foreign key; list these columns under ignore.")
+            elif ref_schema != config.schema_ or ref_table not in names:
+                problems.append(
+                    f"{where}, which is not managed: its ids differ between environments. "
+                    f"Add {ref_table} to catalog.tables, or list {cols[0]} under ignore."
+                )
+            elif ref_cols != [pks.get(ref_table, [None])[0]]:
+                problems.append(f"{where}({ref_cols[0]}), not its primary key; list {cols[0]} under ignore.")
+            else:
+                table_fks[cols[0]] = ForeignKey(column=cols[0], table=ref_table)
+        bound.append(
+            BoundTable(
+                name=tc.name,
+                schema=config.schema_,
+                pk=pk_col,
+                pk_identity=table_cols[pk_col][1],
+                natural_key=tuple(tc.natural_key),
+                columns=managed,
+                types={c: table_cols[c][0] for c in managed},
+                fks=table_fks,
+                config=tc,
+            )
+        )
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    _check_key_cycles(bound)
+    return Catalog(
+        schema=config.schema_, tables=tuple(bound), fingerprint=_fingerprint(config.schema_, bound)
+    )
+
+
+def _check_columns(
+    tc: TableConfig,
+    table_cols: dict[str, tuple[str, bool]],
+    problems: list[str],
+    *,
+    label: str,
+    catalog: CatalogConfig,
+) -> None:
+    named = [("natural_key", c) for c in tc.natural_key] + [("ignore", c) for c in tc.ignore]
+    named += [("scope", c) for c in tc.scope or {}]
+    named += [("logical_references", r.column) for r in tc.logical_references]
+    if tc.soft_delete:
+        named.append(("delete.soft.column", tc.soft_delete.column))
+    for where, column in named:
+        if column not in table_cols:
+            problems.append(
+                f"{label}: catalog table {tc.name}: {where} names column {column!r}, which {tc.name} does not "
+                f"have (columns: {', '.join(table_cols)}). Fix the name or add the column."
+            )
+    table_names = {t.name for t in catalog.tables}
+    for ref in tc.logical_references:
+        if ref.target_table not in table_names:
+            problems.append(
+                f"{label}: catalog table {tc.name}: logical reference {ref.column} -> {ref.references}: "
+                f"{ref.target_table} is not a managed table. Add it to catalog.tables."
+            )
+        elif catalog.table(ref.target_table).natural_key != [ref.target_column]:
+            problems.append(
+                f"{label}: catalog table {tc.name}: logical reference {ref.column} -> {ref.references}: "
+                f"must reference the natural key of {ref.target_table} (a single column)."
+            )
+
+
+def _check_key_cycles(tables: list[BoundTable]) -> None:
+    by_name = {t.name: t for t in tables}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise ConfigurationError(
+                f"natural keys reference each other in a cycle ({cycle}); a natural key must bottom out in "
+                "plain columns. Pick a natural key without that foreign key."
+            )
+        table = by_name[name]
+        for column in table.natural_key:
+            if column in table.fks:
+                visit(table.fks[column].table, (*path, name))
+
+    for table in tables:
+        visit(table.name, ())
+
+
+def _definition(table: BoundTable) -> dict[str, Any]:
+    cfg = table.config.model_dump(mode="json", by_alias=True, exclude={"frozen"})
+    return {
+        "table": table.name,
+        "pk": table.pk,
+        "columns": [[c, table.types[c]] for c in table.columns],
+        "fks": {c: fk.table for c, fk in sorted(table.fks.items())},
+        "config": cfg,
+    }
+
+
+def _fingerprint(schema: str, tables: list[BoundTable]) -> str:
+    body = {"schema": schema, "tables": [_definition(t) for t in tables]}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def assert_compatible(source: Catalog, target: Catalog, *, source_label: str, target_label: str) -> None:
+    """Refuse two bindings of the same catalog whose schemas differ (types, columns, keys), naming each."""
+    problems: list[str] = []
+    for s in source.tables:
+        t = target.table(s.name)
+        for column in s.columns:
+            if column not in t.types:
+                problems.append(f"{s.name}.{column}: in {source_label} but missing from {target_label}")
+            elif s.types[column] != t.types[column]:
+                problems.append(
+                    f"{s.name}.{column}: type {s.types[column]} in {source_label}, "
+                    f"{t.types[column]} in {target_label}"
+                )
+        for column in t.columns:
+            if column not in s.types:
+                problems.append(f"{s.name}.{column}: in {target_label} but missing from {source_label}")
+        if s.fks != t.fks:
+            problems.append(f"{s.name}: foreign keys differ between {source_label} and {target_label}")
+    if problems:
+        raise ConfigurationError(
+            "the schemas of the environments differ on managed tables:\n  "
+            + "\n  ".join(problems)
+            + "\nMigrate the schemas to the same version before carrying configuration."
+        )

@@ -1,0 +1,341 @@
+"""The Gardien YAML configuration: pydantic models, ``${VAR}`` substitution, clear errors, environments."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gardien import pg
+from gardien.errors import ConfigurationError
+
+DEFAULT_CONFIG_PATH = Path("include/config/gardien.yaml")
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_identifier(value: str) -> str:
+    # Identifiers end up in psycopg2.sql.Identifier; refusing odd spellings early gives a clearer error.
+    if not _IDENT_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain PostgreSQL identifier; use lower-case letters, digits and underscores"
+        )
+    return value
+
+
+class EnvironmentConfig(_Model):
+    dsn: str
+    database: str | None = None
+    role: str | None = None
+    production: bool = False
+
+
+class LedgerConfig(_Model):
+    dsn: str
+    database: str | None = None
+
+
+class SoftDelete(_Model):
+    column: str
+    value: Any
+
+    _ident = field_validator("column")(_check_identifier)
+
+
+class SoftDeletePolicy(_Model):
+    soft: SoftDelete
+
+
+class ScopeCondition(_Model):
+    """One structured row filter on a column (never raw SQL)."""
+
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    like: str | None = None
+    not_like: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScopeCondition:
+        given = [k for k in ("in_", "not_in", "like", "not_like") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of in, not_in, like, not_like")
+        return self
+
+
+class LogicalReference(_Model):
+    column: str
+    references: str
+    separator: str | None = None
+
+    _ident = field_validator("column")(_check_identifier)
+
+    @field_validator("references")
+    @classmethod
+    def _table_dot_column(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) != 2:
+            raise ValueError(f"{value!r} must be written table.column")
+        for part in parts:
+            _check_identifier(part)
+        return value
+
+    @property
+    def target_table(self) -> str:
+        return self.references.split(".")[0]
+
+    @property
+    def target_column(self) -> str:
+        return self.references.split(".")[1]
+
+
+class TableConfig(_Model):
+    name: str
+    natural_key: list[str] = Field(min_length=1)
+    ignore: list[str] = []
+    scope: dict[str, ScopeCondition | str | int | float | bool | None] | None = None
+    delete: Literal["hard"] | SoftDeletePolicy = "hard"
+    logical_references: list[LogicalReference] = []
+    frozen: bool = False
+
+    _name = field_validator("name")(_check_identifier)
+
+    @field_validator("natural_key", "ignore")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        for column in value:
+            _check_identifier(column)
+        if len(set(value)) != len(value):
+            raise ValueError(f"columns listed twice in {value}")
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_columns(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for column in value or {}:
+            _check_identifier(column)
+        return value
+
+    @model_validator(mode="after")
+    def _key_not_ignored(self) -> TableConfig:
+        overlap = sorted(set(self.natural_key) & set(self.ignore))
+        if overlap:
+            raise ValueError(f"natural key column(s) {overlap} cannot also be ignored")
+        if isinstance(self.delete, SoftDeletePolicy) and self.delete.soft.column in self.ignore:
+            raise ValueError(f"soft-delete column {self.delete.soft.column!r} cannot be ignored")
+        return self
+
+    @property
+    def soft_delete(self) -> SoftDelete | None:
+        return self.delete.soft if isinstance(self.delete, SoftDeletePolicy) else None
+
+
+class CatalogConfig(_Model):
+    schema_: str = Field(default="public", alias="schema")
+    tables: list[TableConfig] = Field(min_length=1)
+
+    _schema = field_validator("schema_")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CatalogConfig:
+        names = [t.name for t in self.tables]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"table(s) {twice} listed more than once")
+        return self
+
+    def table(self, name: str) -> TableConfig:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise ConfigurationError(f"table {name!r} is not in the catalog; add it under catalog.tables.")
+
+
+Section = dict[str, Any] | list[Any] | None
+
+
+class GardienConfig(_Model):
+    version: Literal[1] = 1
+    environments: dict[str, EnvironmentConfig] = {}
+    ledger: LedgerConfig | None = None
+    catalog: CatalogConfig
+    calendar: Section = None
+    release_paths: Section = None
+    approvals: Section = None
+    notifications: Section = None
+    validation: Section = None
+    smoke_probes: Section = None
+    source_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9_-]+$", name):
+                raise ValueError(f"environment name {name!r} may only hold letters, digits, '-' and '_'")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """A resolved target or source: a name (for messages and locks) and a full libpq DSN."""
+
+    name: str
+    dsn: str
+    production: bool = False
+
+
+def substitute(value: Any, *, environ: Mapping[str, str], source: str, where: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of ``value``.
+
+    Raises ConfigurationError naming the variable, the file and the place when a variable is unset.
+    """
+    if isinstance(value, str):
+
+        def _one(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigurationError(
+                f"{source}: {where}: environment variable {name} is not set. "
+                f"Export {name} or write ${{{name}:-default}} in the file."
+            )
+
+        return _VAR_RE.sub(_one, value)
+    if isinstance(value, dict):
+        return {
+            k: substitute(v, environ=environ, source=source, where=f"{where}.{k}") for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            substitute(v, environ=environ, source=source, where=f"{where}[{i}]") for i, v in enumerate(value)
+        ]
+    return value
+
+
+_FIXES = {
+    "extra_forbidden": "Remove it or check its spelling.",
+    "missing": "Add it.",
+    "literal_error": "Use one of the allowed values.",
+    "too_short": "List at least one entry.",
+}
+
+
+_UNION_NOISE = {
+    "string_type",
+    "int_type",
+    "int_from_float",
+    "float_type",
+    "bool_type",
+    "literal_error",
+    "model_type",
+}
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part) in {"SoftDeletePolicy", "ScopeCondition", "str", "int", "float", "bool"} or any(
+            ch in str(part) for ch in "[-"
+        ):
+            continue  # pydantic union branch names say nothing to a YAML author
+        else:
+            out += ("." if out else "") + (
+                "schema" if part == "schema_" else "in" if part == "in_" else str(part)
+            )
+    return out or "(top level)"
+
+
+def _rewrite(exc: ValidationError, source: str) -> ConfigurationError:
+    errors = [(_loc_text(tuple(e["loc"])), e) for e in exc.errors()]
+    # A value matching no branch of a union yields one error per branch; keep the meaningful ones.
+    meaningful = {where for where, e in errors if e["type"] not in _UNION_NOISE}
+    lines: list[str] = []
+    for where, err in errors:
+        if err["type"] in _UNION_NOISE and any(m.startswith(where) for m in meaningful):
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        line = f"{source}: {where}: {msg}. {_FIXES.get(err['type'], 'Fix this value.')}"
+        if line not in lines:
+            lines.append(line)
+    return ConfigurationError("\n".join(lines))
+
+
+def parse_config(
+    data: Any, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> GardienConfig:
+    """Validate an already-parsed YAML document. See ``load_config``."""
+    env = os.environ if environ is None else environ
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            f"{source}: (top level): expected a mapping of sections. Start from the demo file."
+        )
+    data = dict(data)
+    # Only connection sections are substituted here: other sections belong to other modules, which may
+    # call ``substitute`` themselves when (and only when) they need their values.
+    for section in ("environments", "ledger"):
+        if section in data:
+            data[section] = substitute(data[section], environ=env, source=source, where=section)
+    try:
+        return GardienConfig.model_validate({**data, "source_path": source})
+    except ValidationError as exc:
+        raise _rewrite(exc, source) from None
+
+
+def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> GardienConfig:
+    """Load and validate the YAML configuration at ``path`` (default: $GARDIEN_CONFIG or the demo file).
+
+    Raises ConfigurationError "<file>: <path.inside.yaml>: <problem>. <fix>" on any problem.
+    """
+    env = os.environ if environ is None else environ
+    target = Path(path or env.get("GARDIEN_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{target}: cannot read the configuration ({exc.strerror}). "
+            "Pass -c PATH or set GARDIEN_CONFIG to an existing file."
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{target}: not valid YAML: {exc}. Fix the syntax at that line.") from exc
+    return parse_config(data, source=str(target), environ=env)
+
+
+def _env_dsn(dsn: str, database: str | None) -> str:
+    return pg.dsn_for_database(dsn, database) if database else dsn
+
+
+def resolve_environment(cfg: GardienConfig, name_or_uri: str) -> Environment:
+    """An environment by configured name, or a plain libpq URI (``postgresql://...``)."""
+    if name_or_uri.startswith(("postgresql://", "postgres://")):
+        return Environment(name=pg.redact(name_or_uri), dsn=name_or_uri)
+    env = cfg.environments.get(name_or_uri)
+    if env is None:
+        known = ", ".join(sorted(cfg.environments)) or "(none configured)"
+        raise ConfigurationError(
+            f"unknown environment {name_or_uri!r}; known environments: {known}. "
+            "Use one of them or a libpq URI such as postgresql://user@host:5432/dbname."
+        )
+    return Environment(name=name_or_uri, dsn=_env_dsn(env.dsn, env.database), production=env.production)
+
+
+def ledger_dsn(cfg: GardienConfig) -> str:
+    """The ledger's DSN; ConfigurationError when the configuration has no ``ledger`` section."""
+    if cfg.ledger is None:
+        raise ConfigurationError(f"{cfg.source_path}: ledger: missing. Add a ledger section with a dsn.")
+    return _env_dsn(cfg.ledger.dsn, cfg.ledger.database)

@@ -1,0 +1,223 @@
+"""The target-side deployment journal: a ``gardien`` schema in each target, written in the apply transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gardien.portable import Key, freeze
+
+SCHEMA = "gardien"
+
+# Kept in the target itself, so that re-apply detection and rollback depend on nothing but the target
+# (the ledger may be unreachable); the schema is never part of the managed catalog.
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS gardien;
+CREATE TABLE IF NOT EXISTS gardien.deployment (
+    seq                 bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    deployment_id       text PRIMARY KEY,
+    changeset_id        text NOT NULL,
+    catalog_fingerprint text NOT NULL,
+    applied_at          timestamptz NOT NULL,
+    release_id          text,
+    release_label       text,
+    before_images       jsonb NOT NULL,
+    crosswalk           jsonb NOT NULL,
+    fingerprint_before  jsonb NOT NULL,
+    fingerprint_after   jsonb NOT NULL,
+    drift               jsonb NOT NULL,
+    counts              jsonb NOT NULL,
+    rolled_back_at      timestamptz,
+    rollback_proof      jsonb
+);
+"""
+
+_COLUMNS = (
+    "seq, deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, release_label, before_images, "
+    "crosswalk, fingerprint_before, fingerprint_after, drift, counts, rolled_back_at, rollback_proof"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BeforeImage:
+    """A touched row as it was just before the deployment; ``values`` None means it did not exist."""
+
+    key: Key
+    id: Any
+    values: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": list(self.key), "id": self.id, "values": self.values}
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    seq: int
+    deployment_id: str
+    changeset_id: str
+    catalog_fingerprint: str
+    applied_at: datetime
+    release_id: str | None
+    release_label: str | None
+    before_images: dict[str, list[BeforeImage]]
+    crosswalk: dict[str, list[tuple[Key, Any]]]
+    fingerprint_before: dict[str, Any]
+    fingerprint_after: dict[str, Any]
+    drift: list[dict[str, Any]]
+    counts: dict[str, Any]
+    rolled_back_at: datetime | None
+    rollback_proof: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        """How messages name this deployment: its id and, when known, its release."""
+        release = self.release_label or self.release_id
+        return f"{self.deployment_id}" + (f" (release {release})" if release else "")
+
+    def touched(self) -> dict[str, set[Key]]:
+        return {t: {img.key for img in imgs} for t, imgs in self.before_images.items()}
+
+
+def ensure_schema(cur: Any) -> None:
+    cur.execute(_DDL)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record(
+    cur: Any,
+    *,
+    deployment_id: str,
+    changeset_id: str,
+    catalog_fingerprint: str,
+    applied_at: datetime,
+    before_images: dict[str, list[BeforeImage]],
+    crosswalk: dict[str, list[tuple[Key, Any]]],
+    fingerprint_before: dict[str, Any],
+    fingerprint_after: dict[str, Any],
+    drift: list[dict[str, Any]],
+    counts: dict[str, Any],
+    release_id: str | None = None,
+    release_label: str | None = None,
+) -> None:
+    """Insert one deployment row (the caller's transaction; the schema must exist)."""
+    cur.execute(
+        "INSERT INTO gardien.deployment (deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, "
+        "release_label, before_images, crosswalk, fingerprint_before, fingerprint_after, drift, counts) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            deployment_id,
+            changeset_id,
+            catalog_fingerprint,
+            applied_at,
+            release_id,
+            release_label,
+            _dumps({t: [i.to_dict() for i in imgs] for t, imgs in before_images.items()}),
+            _dumps({t: [[list(k), v] for k, v in rows] for t, rows in crosswalk.items()}),
+            _dumps(fingerprint_before),
+            _dumps(fingerprint_after),
+            _dumps(drift),
+            _dumps(counts),
+        ),
+    )
+
+
+def _row(row: tuple[Any, ...]) -> Deployment:
+    (
+        seq,
+        dep_id,
+        cs_id,
+        cat_fp,
+        applied_at,
+        rel_id,
+        rel_label,
+        images,
+        crosswalk,
+        fp_before,
+        fp_after,
+        drift,
+        counts,
+        rolled_back_at,
+        proof,
+    ) = row
+    return Deployment(
+        seq=seq,
+        deployment_id=dep_id,
+        changeset_id=cs_id,
+        catalog_fingerprint=cat_fp,
+        applied_at=applied_at,
+        release_id=rel_id,
+        release_label=rel_label,
+        before_images={
+            t: [
+                BeforeImage(
+                    freeze(i["key"]),
+                    i["id"],
+                    None if i["values"] is None else {c: freeze(v) for c, v in i["values"].items()},
+                )
+                for i in imgs
+            ]
+            for t, imgs in images.items()
+        },
+        crosswalk={t: [(freeze(k), v) for k, v in rows] for t, rows in crosswalk.items()},
+        fingerprint_before=fp_before,
+        fingerprint_after=fp_after,
+        drift=drift,
+        counts=counts,
+        rolled_back_at=rolled_back_at,
+        rollback_proof=proof,
+    )
+
+
+def schema_exists(cur: Any) -> bool:
+    cur.execute("SELECT to_regclass('gardien.deployment') IS NOT NULL")
+    return bool(cur.fetchone()[0])
+
+
+def find(cur: Any, deployment_id: str) -> Deployment | None:
+    if not schema_exists(cur):
+        return None
+    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment WHERE deployment_id = %s", (deployment_id,))  # noqa: S608
+    row = cur.fetchone()
+    return _row(row) if row else None
+
+
+def active_for_changeset(cur: Any, changeset_id: str) -> Deployment | None:
+    """The deployment of ``changeset_id`` that is still in effect (not rolled back), if any."""
+    if not schema_exists(cur):
+        return None
+    cur.execute(
+        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE changeset_id = %s AND rolled_back_at IS NULL "  # noqa: S608
+        "ORDER BY seq DESC LIMIT 1",
+        (changeset_id,),
+    )
+    row = cur.fetchone()
+    return _row(row) if row else None
+
+
+def later_active(cur: Any, deployment: Deployment) -> list[Deployment]:
+    """Deployments made after ``deployment`` and not rolled back, oldest first."""
+    cur.execute(
+        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE seq > %s AND rolled_back_at IS NULL ORDER BY seq",  # noqa: S608
+        (deployment.seq,),
+    )
+    return [_row(r) for r in cur.fetchall()]
+
+
+def history(cur: Any) -> list[Deployment]:
+    """Every deployment recorded in this target, oldest first."""
+    if not schema_exists(cur):
+        return []
+    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment ORDER BY seq")  # noqa: S608
+    return [_row(r) for r in cur.fetchall()]
+
+
+def mark_rolled_back(cur: Any, *, deployment_id: str, at: datetime, proof: dict[str, Any]) -> None:
+    cur.execute(
+        "UPDATE gardien.deployment SET rolled_back_at = %s, rollback_proof = %s WHERE deployment_id = %s",
+        (at, _dumps(proof), deployment_id),
+    )

@@ -1,0 +1,80 @@
+"""The audit ledger: releases, content-addressed changesets, records and a hash-chained event log."""
+
+from __future__ import annotations
+
+from gardien.ledger.chain import (
+    GENESIS_HASH,
+    AirflowIds,
+    Event,
+    canonical_payload,
+    canonical_text,
+    event_hash,
+)
+from gardien.ledger.crosswalks import CrosswalkRecord, crosswalk_digest, get_crosswalk, record_crosswalk
+from gardien.ledger.deployments import (
+    DEPLOYMENT_STATUSES,
+    DeploymentRecord,
+    RollbackRecord,
+    get_deployment,
+    record_deployment,
+    record_rollback,
+    set_deployment_status,
+)
+from gardien.ledger.history import ReleaseHistory, release_history
+from gardien.ledger.records import ApprovalRecord, ValidationRecord, record_approval, record_validation
+from gardien.ledger.releases import (
+    RELEASE_STATUSES,
+    Release,
+    attach_changeset,
+    create_release,
+    get_changeset,
+    get_release,
+    next_release_id,
+    put_changeset,
+    set_release_status,
+)
+from gardien.ledger.store import WRITER_ROLE, append_event, ensure_schema, list_events, verify_chain
+from gardien.ledger.verify import Anchor, BrokenLink, ChainReport
+
+__all__ = [
+    "DEPLOYMENT_STATUSES",
+    "GENESIS_HASH",
+    "RELEASE_STATUSES",
+    "WRITER_ROLE",
+    "AirflowIds",
+    "Anchor",
+    "ApprovalRecord",
+    "BrokenLink",
+    "ChainReport",
+    "CrosswalkRecord",
+    "DeploymentRecord",
+    "Event",
+    "Release",
+    "ReleaseHistory",
+    "RollbackRecord",
+    "ValidationRecord",
+    "append_event",
+    "attach_changeset",
+    "canonical_payload",
+    "canonical_text",
+    "create_release",
+    "crosswalk_digest",
+    "ensure_schema",
+    "event_hash",
+    "get_changeset",
+    "get_crosswalk",
+    "get_deployment",
+    "get_release",
+    "list_events",
+    "next_release_id",
+    "put_changeset",
+    "record_approval",
+    "record_crosswalk",
+    "record_deployment",
+    "record_rollback",
+    "record_validation",
+    "release_history",
+    "set_deployment_status",
+    "set_release_status",
+    "verify_chain",
+]

@@ -1,0 +1,160 @@
+"""SQL for the portable form of a row: natural key and values with foreign keys as referenced natural keys."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from gardien.catalog import BoundTable, Catalog
+from gardien.config import ScopeCondition
+
+# A natural key or a foreign-key value in portable form: a tuple of text, None or nested key tuples.
+Key = tuple[Any, ...]
+
+# Text output of every type depends on these settings; both sides of a diff, the fingerprint and apply
+# must render values identically, so every Gardien transaction sets them first.
+SESSION_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "iso_8601"),
+    ("extra_float_digits", "1"),
+    ("bytea_output", "hex"),
+)
+
+
+def set_session(cur: Any) -> None:
+    """Pin the output settings that the portable text form depends on (for this transaction only)."""
+    for name, value in SESSION_SETTINGS:
+        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+
+
+def freeze(value: Any) -> Any:
+    """JSON lists → tuples, recursively, so keys are hashable and compare equal across sources."""
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def key_text(key: Key) -> str:
+    """Canonical JSON text of a key (used for sorting, temp tables and messages)."""
+    return json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+
+
+def qualified(table: BoundTable) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+
+
+@dataclass(frozen=True, slots=True)
+class RowSql:
+    """The expressions and joins that turn ``table`` rows aliased ``t0`` into portable form."""
+
+    table: BoundTable
+    key: sql.Composable  # json array: the natural key
+    values: sql.Composable  # json array: table.value_columns in order
+    joins: sql.Composable
+
+    @classmethod
+    def build(cls, catalog: Catalog, table: BoundTable) -> RowSql:
+        counter = itertools.count(1)
+        joins: list[sql.Composable] = []
+
+        def component(tbl: BoundTable, alias: str, column: str) -> sql.Composable:
+            col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
+            fk = tbl.fks.get(column)
+            if fk is None:
+                return sql.SQL("{}::text").format(col)
+            ref = catalog.table(fk.table)
+            ref_alias = f"r{next(counter)}"
+            joins.append(
+                sql.SQL("LEFT JOIN {} AS {} ON {}.{} = {}").format(
+                    qualified(ref),
+                    sql.Identifier(ref_alias),
+                    sql.Identifier(ref_alias),
+                    sql.Identifier(ref.pk),
+                    col,
+                )
+            )
+            inner = key_of(ref, ref_alias)
+            return sql.SQL("CASE WHEN {} IS NULL THEN NULL ELSE {} END").format(col, inner)
+
+        def key_of(tbl: BoundTable, alias: str) -> sql.Composable:
+            parts = [component(tbl, alias, c) for c in tbl.natural_key]
+            return sql.SQL("json_build_array({})").format(sql.SQL(", ").join(parts))
+
+        key = key_of(table, "t0")
+        parts = [component(table, "t0", c) for c in table.value_columns]
+        values = sql.SQL("json_build_array({})").format(sql.SQL(", ").join(parts))
+        return cls(table=table, key=key, values=values, joins=sql.SQL(" ").join(joins))
+
+    def from_clause(self) -> sql.Composed:
+        return sql.SQL("{} AS t0 {}").format(qualified(self.table), self.joins)
+
+    def live_filter(self) -> sql.Composable:
+        """Rows in the managed scope: the configured row filter, minus soft-deleted rows."""
+        conds: list[sql.Composable] = [scope_filter(self.table)]
+        soft = self.table.soft_delete
+        if soft is not None:
+            conds.append(
+                sql.SQL("{}::text IS DISTINCT FROM {}").format(
+                    sql.SQL("t0.{}").format(sql.Identifier(soft.column)),
+                    sql.Literal(canonical_text(soft.value)),
+                )
+            )
+        return sql.SQL(" AND ").join(conds)
+
+
+def canonical_text(value: Any) -> str | None:
+    """A YAML scalar as PostgreSQL's ``::text`` renders the same value (booleans as true/false)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def scope_filter(table: BoundTable) -> sql.Composable:
+    """The configured row filter of ``table`` (alias ``t0``) as SQL with literal values, never raw text."""
+    scope = table.config.scope or {}
+    conds: list[sql.Composable] = [sql.SQL("TRUE")]
+    for column, rule in scope.items():
+        col = sql.SQL("t0.{}::text").format(sql.Identifier(column))
+        if rule is None:
+            conds.append(sql.SQL("t0.{} IS NULL").format(sql.Identifier(column)))
+        elif not isinstance(rule, ScopeCondition):
+            conds.append(sql.SQL("{} = {}").format(col, sql.Literal(canonical_text(rule))))
+        elif rule.in_ is not None:
+            conds.append(
+                sql.SQL("{} = ANY({})").format(col, sql.Literal([canonical_text(v) for v in rule.in_]))
+            )
+        elif rule.not_in is not None:
+            vals = sql.Literal([canonical_text(v) for v in rule.not_in])
+            conds.append(sql.SQL("({} IS NULL OR NOT ({} = ANY({})))").format(col, col, vals))
+        elif rule.like is not None:
+            conds.append(sql.SQL("{} LIKE {}").format(col, sql.Literal(rule.like)))
+        else:
+            conds.append(
+                sql.SQL("({} IS NULL OR {} NOT LIKE {})").format(col, col, sql.Literal(rule.not_like))
+            )
+    return sql.SQL(" AND ").join(conds)
+
+
+def read_rows_by_ids(
+    cur: Any, *, catalog: Catalog, table: BoundTable, ids: list[Any]
+) -> Iterator[tuple[Key, Any, dict[str, Any]]]:
+    """Yield (key, id, values) for the rows of ``table`` whose primary key is in ``ids`` (no scope filter)."""
+    rs = RowSql.build(catalog, table)
+    query = sql.SQL("SELECT {key}::text, t0.{pk}, {values}::text FROM {src} WHERE t0.{pk} = ANY(%s)").format(
+        key=rs.key, pk=sql.Identifier(table.pk), values=rs.values, src=rs.from_clause()
+    )
+    cur.execute(query, (ids,))
+    for key, row_id, values in cur.fetchall():
+        yield (
+            freeze(json.loads(key)),
+            row_id,
+            dict(zip(table.value_columns, freeze(json.loads(values)), strict=True)),
+        )

@@ -1,0 +1,129 @@
+"""Checking that every key a changeset refers to will exist in the target, with near-miss suggestions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2 import sql
+
+from gardien.catalog import BoundTable, Catalog
+from gardien.changeset import Changeset
+from gardien.errors import SourceDataError
+from gardien.keys import KeyMap
+from gardien.portable import Key, key_text, qualified
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    table: str
+    key: Key
+    column: str
+    target_table: str
+    target_key: Key
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip()).casefold()
+
+
+def collect(catalog: Catalog, changeset: Changeset) -> list[Reference]:
+    """Every reference written by the changeset: foreign-key values and declared logical references."""
+    refs: list[Reference] = []
+    for tc in changeset.tables:
+        table = catalog.table(tc.table)
+        written = [(r.key, r.values) for r in tc.inserts]
+        written += [(r.key, {c: ch.after for c, ch in r.changes.items()}) for r in tc.updates]
+        for key, values in written:
+            full = {**dict(zip(table.natural_key, key, strict=True)), **values}
+            for column, fk in table.fks.items():
+                if full.get(column) is not None:
+                    refs.append(Reference(table.name, key, column, fk.table, full[column]))
+            for lref in table.logical_references:
+                if lref.column not in full or full[lref.column] is None:
+                    continue
+                parts = full[lref.column].split(lref.separator) if lref.separator else [full[lref.column]]
+                for part in parts:
+                    if part != "":
+                        refs.append(Reference(table.name, key, lref.column, lref.target_table, (part,)))
+    return refs
+
+
+def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap: KeyMap) -> None:
+    """Raise SourceDataError naming each row whose reference will not exist once the changeset is applied.
+
+    A key exists afterwards if the target has it now (physically) or the changeset inserts it, and the
+    changeset does not delete it. When a missing key differs from an existing one only by case or
+    whitespace, the message names that nearest key.
+    """
+    refs = collect(catalog, changeset)
+    if not refs:
+        return
+    inserted = {tc.table: {r.key for r in tc.inserts} for tc in changeset.tables}
+    # A soft delete keeps the row (only its retired flag changes), so references to it still resolve;
+    # validation, not the engine, judges whether a retired row may stay referenced.
+    deleted = {
+        tc.table: {r.key for r in tc.deletes}
+        for tc in changeset.tables
+        if catalog.table(tc.table).soft_delete is None
+    }
+    by_table: dict[str, set[Key]] = {}
+    for ref in refs:
+        by_table.setdefault(ref.target_table, set()).add(ref.target_key)
+    for name, keys in by_table.items():
+        keymap.add(catalog.table(name), keys - inserted.get(name, set()))
+    keymap.resolve(by_table)
+    existing = {name: set(keymap.ids(catalog.table(name))) for name in by_table}
+    missing = [
+        r
+        for r in refs
+        if (
+            r.target_key not in existing[r.target_table]
+            and r.target_key not in inserted.get(r.target_table, set())
+        )
+        or r.target_key in deleted.get(r.target_table, set())
+    ]
+    if not missing:
+        return
+    lines = []
+    for ref in missing[:50]:
+        near = _nearest(
+            cur, catalog.table(ref.target_table), ref.target_key, inserted.get(ref.target_table, set())
+        )
+        if near == ref.target_key:
+            hint = " (the changeset deletes it)"
+        elif near:
+            hint = f" (nearest existing key: {key_text(near)}, which differs only by case or whitespace)"
+        else:
+            hint = ""
+        lines.append(
+            f"{ref.table} {key_text(ref.key)}: {ref.column} refers to {ref.target_table} "
+            f"{key_text(ref.target_key)}, which will not exist in the target{hint}"
+        )
+    more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
+    raise SourceDataError(
+        f"{len(missing)} reference(s) to keys that will not exist in the target:\n  "
+        + "\n  ".join(lines)
+        + more
+        + "\nFix the referring rows (or add the referenced rows) in the source and capture again."
+    )
+
+
+def _nearest(cur: Any, table: BoundTable, key: Key, inserted: set[Key]) -> Key | None:
+    if len(key) != 1 or not isinstance(key[0], str) or table.natural_key[0] in table.fks:
+        return None
+    wanted = _normal(key[0])
+    for candidate in sorted(inserted, key=key_text):
+        if isinstance(candidate[0], str) and _normal(candidate[0]) == wanted:
+            return candidate
+    column = sql.Identifier(table.natural_key[0])
+    cur.execute(
+        sql.SQL(
+            "SELECT t0.{c}::text FROM {t} AS t0 WHERE lower(regexp_replace(btrim(t0.{c}::text), '\\s+', ' ', 'g')) = %s "
+            "ORDER BY 1 LIMIT 1"
+        ).format(c=column, t=qualified(table)),
+        (wanted,),
+    )
+    row = cur.fetchone()
+    return (row[0],) if row else None

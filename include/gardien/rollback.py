@@ -1,0 +1,202 @@
+"""Roll back one deployment from its before-images, then prove it with the pre-deployment fingerprint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gardien import journal, pg
+from gardien.apply import Timeouts, database_errors, prepare, read_touched
+from gardien.catalog import bind_catalog
+from gardien.config import CatalogConfig
+from gardien.errors import RollbackError
+from gardien.fingerprint import ScopeFingerprint, scope_fingerprint
+from gardien.keys import KeyMap
+from gardien.portable import key_text
+from gardien.writes import TableWrites, execute
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """``status``: rolled_back or already_rolled_back. ``proven``: the scope equals its pre-deployment state."""
+
+    status: str
+    deployment_id: str
+    changeset_id: str
+    target: str
+    proven: bool
+    fingerprint_expected: str
+    fingerprint_restored: str
+    restored: dict[str, int]
+    forced_over: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "deployment_id": self.deployment_id,
+            "changeset_id": self.changeset_id,
+            "target": self.target,
+            "proven": self.proven,
+            "fingerprint_expected": self.fingerprint_expected,
+            "fingerprint_restored": self.fingerprint_restored,
+            "restored": self.restored,
+            "forced_over": list(self.forced_over),
+        }
+
+
+def rollback_deployment(
+    conn: Any,
+    deployment_id: str,
+    *,
+    catalog_config: CatalogConfig,
+    target: str,
+    rolled_back_at: datetime,
+    force: bool = False,
+    timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen value
+) -> RollbackResult:
+    """Restore the before-images of ``deployment_id`` in the caller's transaction, then prove it.
+
+    Order: re-insert deleted rows (with their former ids) and restore updated rows parents first, then
+    delete inserted rows children first. Proof: the fingerprint of the touched tables equals the one the
+    journal recorded just before the deployment, plus the recorded effect of later deployments still in
+    effect on other rows (fingerprints are sums; see docs/adr/0001-changeset-engine.md).
+
+    Raises RollbackError when the deployment is unknown, when a later deployment still in effect touched
+    the same rows (unless ``force``), or when the proof fails ("manual repair needed"). On a failed proof
+    the caller must roll the transaction back: the target then stays exactly as deployed.
+    """
+    with conn.cursor() as cur:
+        prepare(cur, schema=catalog_config.schema_, target=target, timeouts=timeouts)
+        dep = journal.find(cur, deployment_id)
+        if dep is None:
+            known = ", ".join(d.deployment_id for d in journal.history(cur)[-5:]) or "none"
+            raise RollbackError(
+                f"target {target} has no deployment {deployment_id!r} (latest: {known}). "
+                "Check the id with `gardien apply --json` output or the release report."
+            )
+        expected = ScopeFingerprint.from_dict(dep.fingerprint_before)
+        if dep.rolled_back_at is not None:
+            proof = dep.rollback_proof or {}
+            return RollbackResult(
+                status="already_rolled_back",
+                deployment_id=dep.deployment_id,
+                changeset_id=dep.changeset_id,
+                target=target,
+                proven=bool(proof.get("proven")),
+                fingerprint_expected=expected.digest,
+                fingerprint_restored=str(proof.get("restored", "")),
+                restored={},
+            )
+        touched = dep.touched()
+        overlapping = [
+            d
+            for d in journal.later_active(cur, dep)
+            if any(touched.get(t, set()) & keys for t, keys in d.touched().items())
+        ]
+        if overlapping and not force:
+            names = ", ".join(d.name for d in overlapping)
+            raise RollbackError(
+                f"deployment {dep.name} cannot be rolled back: later deployment(s) {names} changed the same rows "
+                "and are still in effect. Roll those back first, or pass --force to restore these rows anyway."
+            )
+        catalog = bind_catalog(conn, catalog_config, label=target)
+        keymap = KeyMap(cur, catalog)
+        current = read_touched(
+            cur, catalog=catalog, keymap=keymap, keys={t: list(k) for t, k in touched.items()}
+        )
+        writes: dict[str, TableWrites] = {}
+        for name, images in dep.before_images.items():
+            now = current.get(name, {})
+            tw = TableWrites(table=name, hard=True)
+            for img in images:
+                if img.values is None:
+                    if img.key in now:
+                        tw.deletes.append(img.key)
+                elif img.key in now:
+                    tw.updates.append((img.key, img.values))
+                else:
+                    tw.inserts.append((img.key, img.values))
+                    if img.id is not None:
+                        tw.restore_ids[img.key] = img.id
+            writes[name] = tw
+        with database_errors(target):
+            execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+        # Later deployments still in effect legitimately changed other rows: their recorded effect is
+        # added to the expectation (fingerprints are sums). Anything else that changed is unexplained.
+        for later in journal.later_active(cur, dep):
+            if later not in overlapping:
+                expected = expected.shifted(
+                    ScopeFingerprint.from_dict(later.fingerprint_after),
+                    ScopeFingerprint.from_dict(later.fingerprint_before),
+                )
+        restored = scope_fingerprint(cur, catalog, [t.table for t in expected.tables])
+        if restored != expected:
+            raise RollbackError(
+                _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=expected, target=target)
+            )
+        proof = {"proven": True, "expected": expected.digest, "restored": restored.digest}
+        journal.mark_rolled_back(cur, deployment_id=dep.deployment_id, at=rolled_back_at, proof=proof)
+        return RollbackResult(
+            status="rolled_back",
+            deployment_id=dep.deployment_id,
+            changeset_id=dep.changeset_id,
+            target=target,
+            proven=True,
+            fingerprint_expected=expected.digest,
+            fingerprint_restored=restored.digest,
+            restored={t: len(imgs) for t, imgs in dep.before_images.items()},
+            forced_over=tuple(d.deployment_id for d in overlapping),
+        )
+
+
+def _unproven(
+    cur: Any,
+    *,
+    catalog: Any,
+    dep: journal.Deployment,
+    restored: ScopeFingerprint,
+    expected: ScopeFingerprint,
+    target: str,
+) -> str:
+    keymap = KeyMap(cur, catalog)
+    now = read_touched(
+        cur, catalog=catalog, keymap=keymap, keys={t: list(k) for t, k in dep.touched().items()}
+    )
+    rows = []
+    for name, images in dep.before_images.items():
+        for img in images:
+            actual = now.get(name, {}).get(img.key)
+            if (actual[1] if actual else None) != img.values:
+                rows.append(
+                    f"{name} {key_text(img.key)}: expected {img.values}, found {actual[1] if actual else None}"
+                )
+    tables = restored.differing(expected)
+    detail = (
+        "\n  ".join(rows[:50])
+        if rows
+        else (
+            "every restored row equals its before-image, so rows the deployment did not touch changed since "
+            f"(in {', '.join(tables)})"
+        )
+    )
+    return (
+        f"manual repair needed: rollback of deployment {dep.name} on {target} could not be proven; the "
+        f"restored scope differs from its pre-deployment fingerprint in table(s) {', '.join(tables)}:\n  {detail}\n"
+        "The rollback transaction was undone: the target is still exactly as it was before this rollback "
+        "(deployed). Compare with the release report, repair by hand or capture a corrective changeset."
+    )
+
+
+def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:
+    """Connect to ``dsn``, roll back and commit when proven; on any error the transaction is undone."""
+    conn = pg.connect(dsn, application_name="gardien rollback")
+    try:
+        result = rollback_deployment(conn, deployment_id, **kwargs)
+        conn.commit()
+        return result
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()

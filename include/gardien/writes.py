@@ -1,0 +1,213 @@
+"""Set-based writes of portable rows: COPY into a temp table, then joined INSERT / UPDATE / DELETE."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg2 import sql
+
+from gardien.catalog import BoundTable, Catalog
+from gardien.keys import KeyMap
+from gardien.plan import table_order
+from gardien.portable import Key, canonical_text, key_text, qualified
+
+_instances = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class TableWrites:
+    """Rows to write to one table. An insert whose key exists physically (soft-deleted) becomes an update.
+
+    ``restore_ids`` gives inserted rows their former id (rollback re-creates deleted rows as they were);
+    ``hard`` deletes physically even where the catalog declares a soft delete (rows a deployment created).
+    """
+
+    table: str
+    inserts: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
+    updates: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
+    deletes: list[Key] = field(default_factory=list)
+    restore_ids: dict[Key, Any] = field(default_factory=dict)
+    hard: bool = False
+
+    def keys(self) -> list[Key]:
+        return [k for k, _ in self.inserts] + [k for k, _ in self.updates] + list(self.deletes)
+
+    def references(self, table: BoundTable) -> dict[str, set[Key]]:
+        """Parent keys named by foreign-key values being written, by parent table."""
+        out: dict[str, set[Key]] = {}
+        for _, values in (*self.inserts, *self.updates):
+            for column, fk in table.fks.items():
+                if values.get(column) is not None:
+                    out.setdefault(fk.table, set()).add(values[column])
+        return out
+
+
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keymap: KeyMap) -> None:
+    """Write ``writes`` through ``cur``: inserts and updates parents first, deletes children first.
+
+    The caller has checked references (gardien.references) and owns the transaction. Target ids are
+    allocated by the target (identity/sequence), except for ``restore_ids``.
+    """
+    order = table_order(catalog)
+    for name, tw in writes.items():
+        table = catalog.table(name)
+        keymap.add(table, tw.keys())
+        for parent, keys in tw.references(table).items():
+            keymap.add(catalog.table(parent), keys)
+    keymap.resolve()
+    gc = sql.Identifier(f"_gc{next(_instances)}")
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (tbl text, op text, key jsonb, vals jsonb, refs jsonb) ON COMMIT DROP"
+        ).format(gc)
+    )
+    buf = io.StringIO()
+    for name, tw in writes.items():
+        table = catalog.table(name)
+        existing = keymap.ids(table)
+        for key, values in tw.inserts:
+            full = {**dict(zip(table.natural_key, key, strict=True)), **values}
+            op = "U" if key in existing else ("R" if key in tw.restore_ids else "I")
+            if op == "R":
+                full[table.pk] = canonical_text(tw.restore_ids[key])
+            _row(buf, table, op, key, full)
+        for key, values in tw.updates:
+            _row(buf, table, "U", key, values)
+        for key in tw.deletes:
+            _row(buf, table, "D", key, {})
+    buf.seek(0)
+    cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(gc).as_string(cur), buf)
+    for name in order:
+        if name in writes:
+            _insert_and_update(cur, catalog.table(name), gc, keymap, catalog)
+    for name in reversed(order):
+        if name in writes and writes[name].deletes:
+            _delete(cur, catalog.table(name), gc, keymap, hard=writes[name].hard)
+
+
+def _row(buf: io.StringIO, table: BoundTable, op: str, key: Key, values: dict[str, Any]) -> None:
+    plain = {c: v for c, v in values.items() if c not in table.fks}
+    refs = {c: v for c, v in values.items() if c in table.fks}
+    fields = (table.name, op, key_text(key), _dumps(plain), _dumps(refs))
+    buf.write("\t".join(_copy_text(f) for f in fields) + "\n")
+
+
+def _ref_value(catalog: Catalog, table: BoundTable, column: str, keymap: KeyMap) -> sql.Composable:
+    parent = keymap.temp(catalog.table(table.fks[column].table))
+    return sql.SQL("(SELECT p.id FROM {} AS p WHERE p.nk = c.refs->{})").format(parent, sql.Literal(column))
+
+
+def _insert_and_update(
+    cur: Any, table: BoundTable, gc: sql.Identifier, keymap: KeyMap, catalog: Catalog
+) -> None:
+    tname = sql.Literal(table.name)
+    gk = keymap.temp(table)
+    self_fks = table.self_fks
+    for op in ("I", "R"):
+        cols = [c for c in table.columns if c not in self_fks]
+        if op == "R" and table.pk not in cols:
+            cols.append(table.pk)
+        exprs = [
+            _ref_value(catalog, table, c, keymap)
+            if c in table.fks
+            else sql.SQL("r.{}").format(sql.Identifier(c))
+            for c in cols
+        ]
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {t} ({cols}) {override} SELECT {exprs} FROM {gc} AS c "
+                "CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, c.vals) AS r WHERE c.tbl = {tn} AND c.op = {op}"
+            ).format(
+                t=qualified(table),
+                cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+                override=sql.SQL("OVERRIDING SYSTEM VALUE" if op == "R" and table.pk_identity else ""),
+                exprs=sql.SQL(", ").join(exprs),
+                gc=gc,
+                tn=tname,
+                op=sql.Literal(op),
+            )
+        )
+    keymap.resolve([table.name])
+    joined = sql.SQL(
+        "FROM {gc} AS c JOIN {gk} AS g ON g.nk = c.key CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, c.vals) AS r "
+        "WHERE t.{pk} = g.id AND c.tbl = {tn} AND c.op IN ({ops})"
+    )
+    sets = []
+    for c in table.value_columns:
+        value = (
+            _ref_value(catalog, table, c, keymap)
+            if c in table.fks
+            else sql.SQL("r.{}").format(sql.Identifier(c))
+        )
+        field_name = sql.Literal(c)
+        has = sql.SQL("c.refs ? {}" if c in table.fks else "c.vals ? {}").format(field_name)
+        sets.append(
+            sql.SQL("{c} = CASE WHEN {has} THEN {v} ELSE t.{c} END").format(
+                c=sql.Identifier(c), has=has, v=value
+            )
+        )
+    if sets:
+        cur.execute(
+            sql.SQL("UPDATE {t} AS t SET {sets} ").format(t=qualified(table), sets=sql.SQL(", ").join(sets))
+            + joined.format(
+                gc=gc, gk=gk, t=qualified(table), pk=sql.Identifier(table.pk), tn=tname, ops=sql.SQL("'U'")
+            )
+        )
+    if self_fks:
+        # Rows inserted above had their self-reference left NULL: their parents may be in the same batch.
+        sets = [
+            sql.SQL("{} = {}").format(sql.Identifier(c), _ref_value(catalog, table, c, keymap))
+            for c in self_fks
+        ]
+        cur.execute(
+            sql.SQL("UPDATE {t} AS t SET {sets} ").format(t=qualified(table), sets=sql.SQL(", ").join(sets))
+            + joined.format(
+                gc=gc,
+                gk=gk,
+                t=qualified(table),
+                pk=sql.Identifier(table.pk),
+                tn=tname,
+                ops=sql.SQL("'I', 'R'"),
+            )
+        )
+
+
+def _delete(cur: Any, table: BoundTable, gc: sql.Identifier, keymap: KeyMap, *, hard: bool) -> None:
+    gk = keymap.temp(table)
+    where = sql.SQL(
+        "FROM {gc} AS c JOIN {gk} AS g ON g.nk = c.key WHERE t.{pk} = g.id AND c.tbl = {tn} AND c.op = 'D'"
+    ).format(gc=gc, gk=gk, pk=sql.Identifier(table.pk), tn=sql.Literal(table.name))
+    soft = table.soft_delete
+    if soft is not None and not hard:
+        cur.execute(
+            sql.SQL(
+                "UPDATE {t} AS t SET {c} = (jsonb_populate_record(NULL::{t}, jsonb_build_object({n}, {v}))).{c} "
+            ).format(
+                t=qualified(table),
+                c=sql.Identifier(soft.column),
+                n=sql.Literal(soft.column),
+                v=sql.Literal(canonical_text(soft.value)),
+            )
+            + where
+        )
+        return
+    if table.self_fks:
+        # Children and parents deleted together: unhook them first so no statement sees a dangling parent.
+        sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in table.self_fks)
+        cur.execute(sql.SQL("UPDATE {t} AS t SET {sets} ").format(t=qualified(table), sets=sets) + where)
+    using = sql.SQL(
+        "USING {gc} AS c JOIN {gk} AS g ON g.nk = c.key WHERE t.{pk} = g.id AND c.tbl = {tn} AND c.op = 'D'"
+    ).format(gc=gc, gk=gk, pk=sql.Identifier(table.pk), tn=sql.Literal(table.name))
+    cur.execute(sql.SQL("DELETE FROM {t} AS t ").format(t=qualified(table)) + using)

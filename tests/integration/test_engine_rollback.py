@@ -1,0 +1,158 @@
+"""Rollback on real PostgreSQL: exact restoration, proof, refusal over later deployments, re-runs."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import pytest
+from test_engine_support import (
+    BASE_STATE,
+    NOW,
+    catalog_config,
+    database_pair,
+    execute,
+    load,
+    physical,
+    query,
+    reset,
+)
+
+from gardien.apply import deploy
+from gardien.diff import diff
+from gardien.errors import RollbackError
+from gardien.rollback import rollback
+
+pytestmark = pytest.mark.integration
+LATER = NOW + dt.timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def databases(pg_admin_dsn):
+    with database_pair(pg_admin_dsn, "rollback") as dsns:
+        yield dsns
+
+
+@pytest.fixture
+def pair(databases):
+    for dsn in databases:
+        reset(dsn)
+    return databases
+
+
+def _deploy(source, target, at=NOW):
+    changeset = diff(source, target, catalog_config=catalog_config())
+    return deploy(target, changeset, catalog_config=catalog_config(), target="tgt", applied_at=at)
+
+
+def _rollback(target, deployment_id, **kwargs):
+    return rollback(
+        target, deployment_id, catalog_config=catalog_config(), target="tgt", rolled_back_at=LATER, **kwargs
+    )
+
+
+def _changed_source(source):
+    state = copy.deepcopy(BASE_STATE)
+    state["sites"]["S3"] = ("Est", True)
+    state["units"] = [
+        ("U1", "Urgences adultes", "S1", "U2", "11.00"),
+        ("U2", "Cardio", "S3", None, None),
+        ("U4", "Neuro", "S3", "U1", None),
+    ]
+    state["grants"] = [("U1", "infirmier", 2), ("U4", "medecin", 1)]
+    state["params"] = [("P1", "z", "U4"), ("P3", "new", "")]
+    load(source, state)
+
+
+def test_rollback_restores_target_exactly_and_proves_it(pair):
+    source, target = pair
+    load(target, BASE_STATE)
+    execute(target, "UPDATE site SET actif = false WHERE code = 'S2'")
+    original = physical(target)
+    _changed_source(source)
+    deployed = _deploy(source, target)
+    assert physical(target) != original
+    result = _rollback(target, deployed.deployment_id)
+    assert (result.status, result.proven) == ("rolled_back", True)
+    assert result.fingerprint_restored == result.fingerprint_expected == deployed.fingerprint_before
+    assert physical(target) == original  # ids included: deleted rows come back with their former ids
+
+
+def test_rollback_twice_reports_already_rolled_back(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    deployed = _deploy(source, target)
+    _rollback(target, deployed.deployment_id)
+    state = physical(target)
+    again = _rollback(target, deployed.deployment_id)
+    assert (again.status, again.proven) == ("already_rolled_back", True)
+    assert physical(target) == state
+
+
+def test_rollback_then_reapply_applies_again(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    changeset = diff(source, target, catalog_config=catalog_config())
+    first = deploy(target, changeset, catalog_config=catalog_config(), target="tgt", applied_at=NOW)
+    _rollback(target, first.deployment_id)
+    second = deploy(target, changeset, catalog_config=catalog_config(), target="tgt", applied_at=LATER)
+    assert second.status == "applied" and second.deployment_id != first.deployment_id
+
+
+def test_rollback_refused_when_later_deployment_touched_same_rows_unless_forced(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U1'")
+    first = _deploy(source, target)
+    execute(source, "UPDATE unit SET label = 'v3' WHERE code = 'U1'")
+    second = _deploy(source, target, at=LATER)
+    with pytest.raises(
+        RollbackError, match=f"later deployment\\(s\\) {second.deployment_id} changed the same rows"
+    ):
+        _rollback(target, first.deployment_id)
+    assert query(target, "SELECT label FROM unit WHERE code = 'U1'") == [("v3",)]
+    forced = _rollback(target, first.deployment_id, force=True)
+    assert forced.forced_over == (second.deployment_id,)
+    assert query(target, "SELECT label FROM unit WHERE code = 'U1'") == [("Urgences",)]
+
+
+def test_rollback_not_refused_for_later_deployment_on_other_rows(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U1'")
+    first = _deploy(source, target)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U2'")
+    _deploy(source, target, at=LATER)
+    assert _rollback(target, first.deployment_id).proven
+    assert query(target, "SELECT code, label FROM unit WHERE code IN ('U1', 'U2') ORDER BY 1") == [
+        ("U1", "Urgences"),
+        ("U2", "v2"),
+    ]
+
+
+def test_rollback_unprovable_says_manual_repair_and_leaves_target_deployed(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U1'")
+    deployed = _deploy(source, target)
+    execute(target, "UPDATE unit SET label = 'hand edit' WHERE code = 'U3'")  # untouched row, same table
+    state = physical(target)
+    with pytest.raises(
+        RollbackError, match=r"(?s)manual repair needed: .*table\(s\) unit.*still exactly as it was"
+    ):
+        _rollback(target, deployed.deployment_id)
+    assert physical(target) == state
+    assert query(target, "SELECT rolled_back_at FROM gardien.deployment") == [(None,)]
+
+
+def test_rollback_unknown_deployment_is_refused(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    deployed = _deploy(source, target)
+    with pytest.raises(
+        RollbackError, match=f"no deployment 'dep-nope' \\(latest: {deployed.deployment_id}\\)"
+    ):
+        _rollback(target, "dep-nope")
