@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from gardien.airflow import listener as release_listener
+
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
 from gardien.airflow.timetable import ReleaseWindowTimetable
 
@@ -13,4 +15,5 @@ class GardienPlugin(AirflowPlugin):
 
     name = "gardien"
     timetables = [ReleaseWindowTimetable]
+    listeners = [release_listener]  # writes each release run's outcome into its note
     # Web extensions go beside it, e.g. fastapi_apps = [{"app": ..., "url_prefix": "/gardien", "name": ...}].

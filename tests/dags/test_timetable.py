@@ -11,6 +11,7 @@ import pendulum
 import pytest
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
+
 from gardien.airflow.timetable import ReleaseWindowTimetable
 from gardien.calendar import parse_calendar
 from gardien.errors import ConfigurationError

@@ -130,6 +130,8 @@ class GardienApprovalOperator(ApprovalOperator):
             "changeset_id": Param("", type="string", description="Changeset hash you are approving"),
             "reason": Param("", type="string", description="Why (mandatory when rejecting)"),
         }
+        # DAG-level params arrive here through default arguments; the approval form shows only its own fields.
+        kwargs.pop("params", None)
         # Reject as the default answer: the scheduler's timeout sweep answers with it (timeout = rejection).
         super().__init__(defaults=[self.REJECT], params=params, fail_on_reject=False, **kwargs)
         self.seat_index = seat_index

@@ -1,0 +1,98 @@
+"""Release DAGs, one per release path of the Gardien configuration (gardien_release_<path>).
+
+extract → validate (rehearsal) → approvals (Required Actions) → wait for the window → per stage:
+deploy (locked, three-way checked) → verify → on failure: rollback (policy) → close (report, outcome).
+Wiring only: every task calls gardien.airflow.release; nothing here touches a database at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task
+
+from gardien.airflow import release as rel
+from gardien.airflow.approval import GardienApprovalOperator, policy_from_yaml
+from gardien.airflow.callbacks import on_task_failure
+from gardien.airflow.dagspec import load_dag_specs
+from gardien.airflow.timetable import ReleaseWindowTimetable
+
+CONFIG = os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
+RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "on_failure_callback": on_task_failure}
+
+for spec in load_dag_specs(CONFIG):
+    path = spec.path.name
+    with DAG(
+        dag_id=f"gardien_release_{path}",
+        description=f"Gardien release path {path}: {spec.path.source} → "
+        + " → ".join("+".join(s.targets) for s in spec.path.stages),
+        schedule=None if spec.path.emergency else ReleaseWindowTimetable.from_config_file(CONFIG),
+        catchup=False,
+        max_active_runs=1,
+        default_args=RETRIES,
+        params={
+            "requested_by": Param(
+                "", type="string", description="Who requests this release (cannot approve it)"
+            ),
+            "reason": Param(
+                "" if not spec.path.emergency else "",
+                type="string",
+                minLength=10 if spec.path.emergency else 0,
+                description="Why (mandatory for an emergency release)",
+            ),
+            "emergency": Param(spec.path.emergency, type="boolean", const=spec.path.emergency),
+        },
+        tags=["gardien", "release", *(["emergency"] if spec.path.emergency else [])],
+        doc_md=__doc__,
+    ) as dag:
+        opened = task(task_id="open_release")(rel.open_release)(path)
+        extracted = task.short_circuit(task_id="extract", ignore_downstream_trigger_rules=False)(rel.extract)(
+            path, opened
+        )
+        validated = task(task_id="validate", retries=0)(rel.validate)(path, opened)
+
+        seat_ids = [f"approval_seat_{i + 1}" for i in range(spec.seats)]
+        seats = [
+            GardienApprovalOperator(
+                task_id=seat_id,
+                seat_index=i,
+                environment=spec.approval_environment,
+                policy=policy_from_yaml(CONFIG),
+                release_facts=rel.release_facts(path),
+                earlier_seats=seat_ids[:i],
+                retries=0,
+            )
+            for i, seat_id in enumerate(seat_ids)
+        ]
+        approved = task(task_id="record_approvals")(rel.record_approvals)(path, opened, seat_ids)
+
+        if spec.path.emergency:
+            gate = []
+        else:
+            gate = [
+                DateTimeSensorAsync(
+                    task_id="wait_for_window", target_time="{{ data_interval_start }}", retries=1
+                ),
+                task(task_id="check_window", retries=0)(rel.check_window)(path, opened),
+            ]
+
+        stage_groups = []
+        for stage in spec.path.stages:
+            with TaskGroup(group_id=f"stage_{stage.name}") as stage_group:
+                for env in stage.targets:
+                    deployed = task(task_id=f"deploy_{env}")(rel.deploy)(path, opened, env)
+                    deployed >> task(task_id=f"verify_{env}")(rel.verify)(path, opened, env)
+            stage_groups.append(stage_group)
+
+        rolled_back = task(task_id="rollback", trigger_rule=TriggerRule.ONE_FAILED, retries=1)(
+            rel.rollback_failed
+        )(path, opened)
+        closed = task(task_id="close", trigger_rule=TriggerRule.ALL_DONE, retries=1)(rel.close)(
+            path, opened, seat_ids
+        )
+
+        chain(opened, extracted, validated, *seats, approved, *gate, *stage_groups, closed)
+        stage_groups >> rolled_back >> closed
+    globals()[dag.dag_id] = dag

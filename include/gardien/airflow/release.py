@@ -1,0 +1,343 @@
+"""Task callables of the release DAGs: thin shells that turn Airflow context into release-service calls.
+
+Each callable takes values (path name, release id, environment) and reads from the context only who/when/where.
+Known, final failures (validation, conflict, rejection, missed window) raise AirflowFailException so Airflow
+does not retry them; transient ones (database unreachable) raise normally and are retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Context, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from gardien.errors import (
+    ApprovalError,
+    ChangesetError,
+    ConfigurationError,
+    ConflictError,
+    RollbackError,
+    ValidationFailedError,
+)
+
+log = logging.getLogger(__name__)
+
+# Errors that retrying cannot fix.
+FINAL_ERRORS = (
+    ValidationFailedError,
+    ConflictError,
+    ChangesetError,
+    ConfigurationError,
+    ApprovalError,
+    RollbackError,
+)
+
+
+def config_path() -> str:
+    return os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
+
+
+def service(path_name: str) -> Any:
+    from gardien.release.service import ReleaseService
+
+    return ReleaseService.from_config_file(path_name, config_path())
+
+
+def step_context(context: Context | None = None) -> Any:
+    """Who acts (the triggering user, else the scheduler), when (now, UTC) and the Airflow ids."""
+    from gardien.ledger import AirflowIds
+    from gardien.release.service import StepContext
+
+    ctx = context or get_current_context()
+    dag_run = ctx["dag_run"]
+    actor = getattr(dag_run, "triggering_user_name", None) or "airflow-scheduler"
+    return StepContext(
+        actor=str(actor),
+        now=datetime.now(UTC),
+        airflow=AirflowIds(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=ctx["ti"].task_id),
+    )
+
+
+def release_id_for(path_name: str, context: Context) -> str:
+    """Stable across retries: derived from the run's window and run id."""
+    dag_run = context["dag_run"]
+    start = context.get("data_interval_start") or dag_run.run_after
+    digest = hashlib.sha256(dag_run.run_id.encode()).hexdigest()[:4]
+    return f"R-{path_name}-{start:%Y%m%d-%H%M}-{digest}"
+
+
+def _final(exc: BaseException) -> AirflowFailException:
+    return AirflowFailException(str(exc))
+
+
+# --- steps -------------------------------------------------------------------------------------------
+def open_release(path_name: str) -> str:
+    context = get_current_context()
+    conf: Mapping[str, Any] = context["dag_run"].conf or {}
+    svc = service(path_name)
+    ctx = step_context(context)
+    release_id = release_id_for(path_name, context)
+    requested_by = str(
+        conf.get("requested_by")
+        or getattr(context["dag_run"], "triggering_user_name", None)
+        or "release-window"
+    )
+    reason = str(conf.get("reason") or f"release window {context.get('data_interval_start')}")
+    svc.open(
+        release_id=release_id,
+        requested_by=requested_by,
+        reason=reason,
+        window_start=context.get("data_interval_start"),
+        window_end=context.get("data_interval_end"),
+        ctx=ctx,
+    )
+    return release_id
+
+
+def extract(path_name: str, release_id: str) -> dict[str, Any] | bool:
+    """Capture the changeset. Returns False (short-circuit: nothing to release) when the diff is empty."""
+    from gardien.release import notices
+
+    svc = service(path_name)
+    ctx = step_context()
+    try:
+        result = svc.extract(release_id, ctx=ctx)
+    except FINAL_ERRORS as exc:
+        raise _final(exc) from exc
+    if result["empty"]:
+        svc.set_status(release_id, "empty", ctx=ctx, reason="no pending change")
+        notices.notify(svc, "release_empty", release_id=release_id)
+        log.info(
+            "Release %s: no pending change between %s and %s; nothing to do.",
+            release_id,
+            svc.path.source,
+            svc.path.final_targets[0],
+        )
+        return False
+    notices.notify(
+        svc,
+        "release_opened",
+        release_id=release_id,
+        counts=result["counts"],
+        changeset_id=result["changeset_id"],
+    )
+    return result
+
+
+def validate(path_name: str, release_id: str) -> dict[str, Any]:
+    from gardien.release import notices
+    from gardien.release.gate import validate_release
+
+    svc = service(path_name)
+    try:
+        return validate_release(svc, release_id, ctx=step_context())
+    except ValidationFailedError as exc:
+        notices.notify(svc, "validation_failed", release_id=release_id, detail=str(exc))
+        raise _final(exc) from exc
+
+
+def release_facts(path_name: str) -> Any:
+    """A ReleaseFacts source for the approval operator that reads the ledger (the current changeset)."""
+
+    def source(context: Context) -> Any:
+        from gardien.airflow.approval import ReleaseFacts
+
+        svc = service(path_name)
+        release_id = context["ti"].xcom_pull(task_ids="open_release")
+        changeset = svc.changeset(release_id)
+        with svc.ledger() as conn:
+            from gardien import ledger
+
+            rel = ledger.get_release(conn, release_id)
+        conf = context["dag_run"].conf or {}
+        return ReleaseFacts(
+            release=release_id,
+            changeset_id=changeset.id,
+            tables_touched=tuple(sorted(t for t, c in changeset.counts().items() if sum(c.values()))),
+            requested_by=rel.requested_by,
+            emergency=bool(conf.get("emergency")),
+            reason=conf.get("reason"),
+        )
+
+    return source
+
+
+def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) -> list[str]:
+    """Write each answered seat into the ledger, then mark the release approved."""
+    from gardien.release import notices
+
+    context = get_current_context()
+    svc = service(path_name)
+    ctx = step_context(context)
+    approvers = []
+    for task_id in seat_task_ids:
+        answer = context["ti"].xcom_pull(task_ids=task_id)
+        if not isinstance(answer, Mapping) or not answer.get("approved"):
+            continue
+        user = answer["responded_by_user"]["id"]
+        approvers.append(user)
+        svc.record_approval(
+            release_id,
+            approver=user,
+            decision="approve",
+            changeset_id=answer["changeset_id"],
+            comment=(answer.get("params_input") or {}).get("reason") or None,
+            ctx=ctx,
+        )
+    svc.set_status(release_id, "approved", ctx=ctx, reason=f"approved by {', '.join(approvers)}")
+    notices.notify(svc, "approved", release_id=release_id, approvers=approvers)
+    return approvers
+
+
+def check_window(path_name: str, release_id: str) -> dict[str, str]:
+    """A deployment never starts outside its window, nor so late it cannot finish before the window closes."""
+    context = get_current_context()
+    svc = service(path_name)
+    ctx = step_context(context)
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    margin = timedelta(minutes=svc.path.min_window_minutes)
+    if start is None or end is None or end <= start:
+        raise AirflowFailException(f"release {release_id}: the run has no release window (data interval).")
+    if ctx.now < start:
+        raise AirflowFailException(
+            f"release {release_id}: window opens at {start}; refusing to deploy earlier."
+        )
+    if ctx.now + margin > end:
+        svc.set_status(
+            release_id,
+            "missed_window",
+            ctx=ctx,
+            reason=f"approved too late: window closes at {end}, {margin} needed",
+        )
+        raise AirflowFailException(
+            f"release {release_id}: MISSED WINDOW — it is {ctx.now:%H:%M}Z, the window closes at {end:%H:%M}Z and a "
+            f"deployment needs {svc.path.min_window_minutes} min; changes stay pending for the next window."
+        )
+    return {"window_start": str(start), "window_end": str(end)}
+
+
+def deploy(path_name: str, release_id: str, environment: str) -> dict[str, Any]:
+    from gardien.release import notices, stages
+
+    svc = service(path_name)
+    try:
+        result = stages.deploy(svc, release_id, environment, ctx=step_context())
+    except FINAL_ERRORS as exc:
+        notices.notify(
+            svc, "deployment_failed", release_id=release_id, environment=environment, detail=str(exc)
+        )
+        raise _final(exc) from exc
+    notices.notify(svc, "stage_deployed", release_id=release_id, environment=environment, result=result)
+    return result
+
+
+def verify(path_name: str, release_id: str, environment: str) -> dict[str, Any]:
+    from gardien.release import notices, stages
+
+    svc = service(path_name)
+    try:
+        result = stages.verify(svc, release_id, environment, ctx=step_context())
+    except ValidationFailedError as exc:
+        notices.notify(
+            svc, "verification_failed", release_id=release_id, environment=environment, detail=str(exc)
+        )
+        raise _final(exc) from exc
+    notices.notify(svc, "stage_verified", release_id=release_id, environment=environment, result=result)
+    return result
+
+
+def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
+    """After a failure: roll back per the path's policy (the failed stage, or every deployed stage)."""
+    from gardien import ledger
+    from gardien.release import notices, stages
+
+    svc = service(path_name)
+    ctx = step_context()
+    with svc.ledger() as conn:
+        history = ledger.release_history(conn, release_id)
+    latest: dict[str, Any] = {}
+    for d in history.deployments:
+        latest[d.environment] = d
+    unverified = [e for e, d in latest.items() if d.status == "applied"]
+    deployed = [e for e, d in latest.items() if d.status in ("applied", "verified")]
+    kinds = {e.kind for e in history.events}
+    stage_failed = bool(unverified) or bool(kinds & {"deployment.conflict", "deployment.failed"})
+    if not stage_failed:
+        targets: list[
+            str
+        ] = []  # failed before any deployment (rejection, validation, window): nothing to revert
+    elif svc.path.rollback == "all":
+        targets = list(reversed(deployed))
+    else:
+        targets = list(reversed(unverified))
+    results: dict[str, Any] = {}
+    unproven: list[str] = []
+    for env in targets:
+        reason = f"automatic rollback after a failed stage of release {release_id}"
+        try:
+            results[env] = stages.rollback(svc, release_id, env, reason=reason, ctx=ctx)
+            notices.notify(
+                svc, "rollback", release_id=release_id, environment=env, proven=True, reason=reason
+            )
+        except RollbackError as exc:
+            unproven.append(env)
+            results[env] = {"status": "unproven", "error": str(exc)}
+            notices.notify(
+                svc, "rollback", release_id=release_id, environment=env, proven=False, reason=str(exc)
+            )
+    if unproven:
+        raise AirflowFailException(
+            f"rollback could not be proven on {', '.join(unproven)}: MANUAL REPAIR NEEDED"
+        )
+    return {"rolled_back": list(results), "results": results}
+
+
+def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> dict[str, Any]:
+    """Decide and record the outcome; fail the run unless production is as intended."""
+    from gardien.release import notices
+    from gardien.release.outcome import close as close_release
+
+    context = get_current_context()
+    if not release_id:
+        raise AirflowFailException("the release could not be opened (see open_release's log)")
+    svc = service(path_name)
+    ctx = step_context(context)
+    hint = None
+    extracted = context["ti"].xcom_pull(task_ids="extract")
+    if extracted is False:
+        hint = "empty"
+    for task_id in seat_task_ids:
+        rejection = context["ti"].xcom_pull(task_ids=task_id, key="rejection")
+        if isinstance(rejection, Mapping):
+            svc.set_status(release_id, "rejected", ctx=ctx, reason=str(rejection.get("reason")))
+            svc.event(
+                release_id,
+                "approval.rejected",
+                ctx=ctx,
+                payload=dict(rejection),
+                reason=str(rejection.get("reason")),
+            )
+            hint = "rejected"
+            notices.notify(
+                svc, "rejected", release_id=release_id, by=rejection.get("by"), reason=rejection.get("reason")
+            )
+            break
+    outcome = close_release(svc, release_id, ctx=ctx, hint=hint)
+    report = None
+    try:
+        from gardien.report import write_report
+
+        report = str(write_report(svc, release_id))
+    except ImportError:  # the report module is optional until built
+        pass
+    context["ti"].xcom_push(key="note", value=outcome.note())
+    notices.notify(svc, "release_closed", release_id=release_id, outcome=outcome.to_dict(), report=report)
+    if not outcome.ok:
+        raise AirflowFailException(outcome.note())
+    return {**outcome.to_dict(), "report": report}

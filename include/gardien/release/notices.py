@@ -1,0 +1,29 @@
+"""Release notifications: build the Slack message for a release event and send it, never failing the release."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def notify(svc: Any, kind: str, **data: Any) -> None:
+    """Send the notification ``kind`` for a release; any failure is logged, never raised."""
+    try:
+        from gardien.release import slack_glue
+
+        slack_glue.send(svc, kind, environ=os.environ, **data)
+    except Exception:  # a notification must never fail or delay a release
+        log.exception("notification %s for %s could not be sent", kind, data.get("release_id"))
+
+
+def notify_task_failure(*, where: str, error: str) -> None:
+    """A task failed: tell the operators (best effort)."""
+    try:
+        from gardien.release import slack_glue
+
+        slack_glue.send_task_failure(where=where, error=error, environ=os.environ)
+    except Exception:
+        log.exception("failure notification for %s could not be sent", where)

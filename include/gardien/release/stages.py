@@ -1,0 +1,220 @@
+"""Deploy, verify and roll back one environment of a release (sqitch's deploy / verify / revert)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gardien import ledger
+from gardien.errors import ConflictError, GardienError, LedgerError, RollbackError
+from gardien.release.service import ReleaseService, StepContext
+
+
+def _last_deployment(conn: Any, release_id: str, environment: str) -> ledger.DeploymentRecord | None:
+    history = ledger.release_history(conn, release_id)
+    mine = [d for d in history.deployments if d.environment == environment]
+    return mine[-1] if mine else None
+
+
+def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepContext) -> dict[str, Any]:
+    """Apply the release's changeset to ``environment``: locked, three-way checked, atomic, journaled.
+
+    Idempotent: the target's journal makes a re-apply of the same changeset a no-op, and the ledger keeps
+    one deployment record per (release, environment) attempt. Raises ConflictError / DeploymentError /
+    SourceDataError with nothing applied.
+    """
+    from gardien.apply import deploy as apply_deploy
+
+    changeset = svc.changeset(release_id)
+    with svc.ledger() as conn:
+        rel = ledger.get_release(conn, release_id)
+        if rel.status not in ("deploying", "deployed"):
+            ledger.set_release_status(
+                conn,
+                release_id=release_id,
+                status="deploying",
+                actor=ctx.actor,
+                at=ctx.now,
+                airflow=ctx.airflow,
+            )
+    try:
+        result = apply_deploy(
+            svc.dsn(environment),
+            changeset,
+            catalog_config=svc.config.catalog,
+            target=environment,
+            applied_at=ctx.now,
+            release_id=release_id,
+            release_label=f"{svc.path.name}:{release_id}",
+        )
+    except ConflictError as exc:
+        svc.event(
+            release_id,
+            "deployment.conflict",
+            ctx=ctx,
+            subject=environment,
+            payload={"environment": environment, "changeset_id": changeset.id},
+            reason=str(exc)[:2000],
+        )
+        raise
+    except GardienError as exc:
+        svc.event(
+            release_id,
+            "deployment.failed",
+            ctx=ctx,
+            subject=environment,
+            payload={"environment": environment, "changeset_id": changeset.id},
+            reason=str(exc)[:2000],
+        )
+        raise
+    with svc.ledger() as conn:
+        record = ledger.record_deployment(
+            conn,
+            release_id=release_id,
+            environment=environment,
+            changeset_id=changeset.id,
+            status="applied",
+            actor=ctx.actor,
+            at=ctx.now,
+            target_deployment_id=result.deployment_id,
+            fingerprints={
+                "before": result.fingerprint_before,
+                "after": result.fingerprint_after,
+                "matches_source": result.matches_source,
+                "apply_status": result.status,
+            },
+            airflow=ctx.airflow,
+        )
+        for table, entries in result.crosswalk.items():
+            if entries:
+                ledger.record_crosswalk(
+                    conn,
+                    deployment_id=record.id,
+                    table=table,
+                    entries=entries,
+                    actor=ctx.actor,
+                    at=ctx.now,
+                    airflow=ctx.airflow,
+                )
+    out = result.to_dict()
+    out.pop("crosswalk", None)
+    out["ledger_deployment_id"] = record.id
+    svc.write_json(release_id, f"deployment-{environment}.json", result.to_dict())
+    return out
+
+
+def verify(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepContext) -> dict[str, Any]:
+    """Verify the deployed target: suites + smoke probes + the touched scope equals the source's capture.
+
+    Raises ValidationFailedError (verification failed) — the DAG's rollback step then runs.
+    """
+    from gardien.release.gate import verify_environment
+
+    report = verify_environment(svc, release_id, environment, ctx=ctx)
+    with svc.ledger() as conn:
+        dep = _last_deployment(conn, release_id, environment)
+        if dep is not None and dep.status == "applied":
+            ledger.set_deployment_status(
+                conn,
+                deployment_id=dep.id,
+                status="verified",
+                actor=ctx.actor,
+                at=ctx.now,
+                airflow=ctx.airflow,
+            )
+    return report
+
+
+def rollback(
+    svc: ReleaseService,
+    release_id: str,
+    environment: str,
+    *,
+    reason: str,
+    ctx: StepContext,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Roll back this release's deployment on ``environment`` and record the proof.
+
+    Nothing deployed (e.g. a conflict aborted the apply) → ``{"status": "nothing_to_roll_back"}``.
+    Raises RollbackError when the restoration cannot be proven ("manual repair needed").
+    """
+    from gardien.rollback import rollback as engine_rollback
+
+    with svc.ledger() as conn:
+        dep = _last_deployment(conn, release_id, environment)
+    if dep is None or dep.target_deployment_id is None:
+        return {"status": "nothing_to_roll_back", "environment": environment}
+    if dep.status == "rolled_back":
+        return {"status": "already_rolled_back", "environment": environment, "proven": True}
+    try:
+        result = engine_rollback(
+            svc.dsn(environment),
+            dep.target_deployment_id,
+            catalog_config=svc.config.catalog,
+            target=environment,
+            rolled_back_at=ctx.now,
+            force=force,
+        )
+    except RollbackError as exc:
+        with svc.ledger() as conn:
+            ledger.record_rollback(
+                conn,
+                deployment_id=dep.id,
+                proven=False,
+                fingerprints={},
+                reason=f"{reason} — {str(exc)[:1500]}",
+                actor=ctx.actor,
+                at=ctx.now,
+                airflow=ctx.airflow,
+            )
+            ledger.set_deployment_status(
+                conn,
+                deployment_id=dep.id,
+                status="rollback_unproven",
+                actor=ctx.actor,
+                at=ctx.now,
+                reason=str(exc)[:500],
+                airflow=ctx.airflow,
+            )
+        raise
+    with svc.ledger() as conn:
+        ledger.record_rollback(
+            conn,
+            deployment_id=dep.id,
+            proven=result.proven,
+            fingerprints={"expected": result.fingerprint_expected, "restored": result.fingerprint_restored},
+            reason=reason,
+            actor=ctx.actor,
+            at=ctx.now,
+            airflow=ctx.airflow,
+        )
+        ledger.set_deployment_status(
+            conn,
+            deployment_id=dep.id,
+            status="rolled_back" if result.proven else "rollback_unproven",
+            actor=ctx.actor,
+            at=ctx.now,
+            reason=reason,
+            airflow=ctx.airflow,
+        )
+    out = result.to_dict()
+    svc.write_json(release_id, f"rollback-{environment}.json", out)
+    if not result.proven:
+        raise RollbackError(
+            f"rollback of {environment} for release {release_id} could not be proven: manual repair needed "
+            f"(expected fingerprint {result.fingerprint_expected[:12]}, got {result.fingerprint_restored[:12]})."
+        )
+    return out
+
+
+def deployed_environments(svc: ReleaseService, release_id: str) -> list[str]:
+    """Environments where this release is currently applied (not rolled back), in deployment order."""
+    with svc.ledger() as conn:
+        try:
+            history = ledger.release_history(conn, release_id)
+        except LedgerError:
+            return []
+    latest: dict[str, ledger.DeploymentRecord] = {}
+    for d in history.deployments:
+        latest[d.environment] = d
+    return [env for env, d in latest.items() if d.status in ("applied", "verified")]

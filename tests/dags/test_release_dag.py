@@ -1,0 +1,261 @@
+"""The release DAG end to end with dag.test() on real PostgreSQL: approvals answered through the REST API."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import yaml
+from hitl_support import AutoApprover, first_free_assignee
+
+from gardien import ledger, pg
+
+pytestmark = [pytest.mark.dag, pytest.mark.integration, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "gardien_release_standard"
+
+
+@dataclass
+class Setup:
+    config_file: Path
+    dsns: dict[str, str]
+    ledger_dsn: str
+    dag: Any
+
+
+def _config(prefix: str, ledger_db: str, window: tuple[datetime, datetime]) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
+    for env in ("qualif", "preprod", "prod"):
+        data["environments"][env]["database"] = f"{prefix}{env}"
+    data["ledger"]["database"] = ledger_db
+    data["calendar"] = {
+        "timezone": "UTC",
+        "windows": [],
+        "one_off": [
+            {
+                "name": "test-window",
+                "start": f"{window[0]:%Y-%m-%dT%H:%M}",
+                "end": f"{window[1]:%Y-%m-%dT%H:%M}",
+            }
+        ],
+        "public_holidays": {"enabled": False},
+    }
+    return data
+
+
+@pytest.fixture
+def release_setup(
+    airflow_db: Path, pg_admin_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Setup]]:
+    """Factory: fresh demo environments + ledger, a config whose only window is ``window``, the parsed DAG."""
+    from gardien.demo.generator import build_environments
+
+    created: list[str] = []
+
+    def make(*, window_minutes: tuple[int, int] = (-5, 120), extra: dict[str, Any] | None = None) -> Setup:
+        prefix = f"gt_rel_{uuid.uuid4().hex[:8]}_"
+        build = build_environments(pg_admin_dsn, prefix=prefix)
+        created.extend(e.database for e in build.environments)
+        ledger_db = f"{prefix}ledger"
+        pg.create_database(pg_admin_dsn, ledger_db)
+        created.append(ledger_db)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        window = (now + timedelta(minutes=window_minutes[0]), now + timedelta(minutes=window_minutes[1]))
+        data = _config(prefix, ledger_db, window)
+        data.update(extra or {})
+        config_file = tmp_path / "gardien.yaml"
+        config_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+        monkeypatch.setenv("GARDIEN_CONFIG", str(config_file))
+        monkeypatch.setenv("GARDIEN_PG_DSN", pg_admin_dsn)
+        monkeypatch.setenv("GARDIEN_STATE_DIR", str(tmp_path / "state"))
+        bundles = [
+            {
+                "name": "gardien-release-tests",
+                "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": str(ROOT / "dags"), "refresh_interval": 0},
+            }
+        ]
+        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert bag.import_errors == {}
+        return Setup(
+            config_file=config_file,
+            dsns={e.environment: e.dsn for e in build.environments},
+            ledger_dsn=pg.dsn_for_database(pg_admin_dsn, ledger_db),
+            dag=bag.dags[DAG_ID],
+        )
+
+    yield make
+    for name in created:
+        pg.drop_database(pg_admin_dsn, name)
+
+
+def run(setup: Setup, approver: AutoApprover, **conf: Any) -> tuple[Any, dict[str, str]]:
+    approver.start()
+    try:
+        dr = setup.dag.test(run_conf={"requested_by": "parametreur", "reason": "test release", **conf})
+    finally:
+        approver.stop()
+    return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def scalar(dsn: str, query: str) -> Any:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def execute(dsn: str, statement: str) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def history(setup: Setup) -> ledger.ReleaseHistory:
+    conn = psycopg2.connect(setup.ledger_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM ledger.releases ORDER BY created_at DESC LIMIT 1")
+            release_id = cur.fetchone()[0]
+        return ledger.release_history(conn, release_id)
+    finally:
+        conn.close()
+
+
+DOSE = (
+    "SELECT r.dose_max::text FROM regle_alerte_dose r JOIN medicament m ON m.id = r.medicament_id "
+    "WHERE m.code_ucd = '3400890010078' AND r.population = 'ADULTE'"
+)
+
+
+def test_release_happy_path_two_stages_released(release_setup: Callable[..., Setup], login: Callable) -> None:
+    setup = release_setup()
+    dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
+
+    assert dr.state == "success", states
+    assert states["stage_preprod.verify_preprod"] == "success"
+    assert states["stage_prod.verify_prod"] == "success"
+    assert states["rollback"] == "skipped"
+    h = history(setup)
+    assert h.release.status == "closed"
+    assert {a.approver for a in h.approvals} >= {"pharma.chef"}
+    assert len({a.approver for a in h.approvals}) == 4  # 2 CAB + pharmacist + security, all distinct
+    for env in ("preprod", "prod"):
+        assert scalar(setup.dsns[env], DOSE) == "10.000"
+
+
+def test_release_rejection_ends_failed_and_records_reason(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    setup = release_setup()
+
+    def decide(detail: dict[str, Any]) -> tuple[str, str, str]:
+        return detail["assigned_users"][0]["id"], "Reject", "dose maximale à revoir avec la pharmacie"
+
+    dr, states = run(setup, AutoApprover(login, DAG_ID, decide))
+
+    assert dr.state == "failed"
+    assert states["stage_prod.deploy_prod"] == "upstream_failed"
+    h = history(setup)
+    assert h.release.status == "rejected"
+    assert any("dose maximale à revoir" in (e.reason or "") for e in h.events)
+    assert h.deployments == ()
+    assert scalar(setup.dsns["prod"], DOSE) == "20.000"
+
+
+def test_release_approved_after_window_closed_is_missed_nothing_deployed(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    setup = release_setup(window_minutes=(-30, 10))  # closes in 10 min; a deployment needs 15
+    dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
+
+    assert dr.state == "failed"
+    assert states["check_window"] == "failed"
+    assert states["stage_preprod.deploy_preprod"] == "upstream_failed"
+    assert history(setup).release.status == "missed_window"
+    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"
+
+
+def test_release_conflicting_prod_edit_applies_nothing_to_prod(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    setup = release_setup()
+    edited: list[bool] = []
+
+    def edit_prod(detail: dict[str, Any]) -> None:
+        if not edited:  # an operator "fixes" the dose directly in production while approvals are pending
+            execute(
+                setup.dsns["prod"],
+                "UPDATE regle_alerte_dose r SET dose_max = 15 FROM medicament m WHERE m.id = r.medicament_id "
+                "AND m.code_ucd = '3400890010078' AND r.population = 'ADULTE'",
+            )
+            edited.append(True)
+
+    dr, states = run(
+        setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"}), before_answer=edit_prod)
+    )
+
+    assert dr.state == "failed"
+    assert states["stage_prod.deploy_prod"] == "failed"
+    assert scalar(setup.dsns["prod"], DOSE) == "15.000"  # the direct edit survives; nothing applied
+    assert scalar(setup.dsns["prod"], "SELECT count(*) FROM medicament WHERE code_ucd = '3400899990012'") == 0
+    h = history(setup)
+    assert any(e.kind == "deployment.conflict" for e in h.events)
+    # rollback policy "all": preprod, already deployed, is reverted and the revert proven
+    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"
+    assert all(r.proven for r in h.rollbacks)
+
+
+def test_release_verification_failure_in_prod_rolls_back_with_proof(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    probe = {
+        "name": "no_lab_test_without_unit_in_prod",
+        "description": "test probe: prod must not hold a lab test without a unit code",
+        "sql": "SELECT code FROM examen_labo WHERE unite_code IS NULL AND current_database() LIKE '%\\_prod'",
+    }
+    setup = release_setup()
+    data = yaml.safe_load(setup.config_file.read_text())
+    data["smoke_probes"] = [*(data.get("smoke_probes") or []), probe]
+    setup.config_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    broken: list[bool] = []
+
+    def break_prod(detail: dict[str, Any]) -> None:
+        if not broken:  # an unrelated direct edit in prod: applies fine, fails verification
+            execute(
+                setup.dsns["prod"],
+                "UPDATE examen_labo SET unite_code = NULL WHERE code = (SELECT min(code) FROM "
+                "examen_labo WHERE code NOT IN ('4537-7', '2157-6'))",
+            )
+            broken.append(True)
+
+    dr, states = run(
+        setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"}), before_answer=break_prod)
+    )
+
+    assert dr.state == "failed"
+    assert states["stage_prod.verify_prod"] == "failed"
+    assert states["rollback"] == "success"
+    h = history(setup)
+    assert h.rollbacks and all(r.proven for r in h.rollbacks)
+    assert {d.environment: d.status for d in h.deployments}["prod"] == "rolled_back"
+    assert scalar(setup.dsns["prod"], DOSE) == "20.000"
+    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"  # policy "all" reverts preprod too
