@@ -1,0 +1,1 @@
+"""The demo hospital: its configuration schema and the generator of its three environments."""
