@@ -159,8 +159,19 @@ def realistic_changes(prod: Dataset) -> tuple[Dataset, tuple[PendingChange, ...]
         ),
         "new care unit (USIC) under cardiology",
     )
-    ide = ed.get("profil", "IDE")
-    ed.update("profil", "IDE", "uf_autorisees", f"{ide[2]};{usic}", "nurses authorised on the new USIC unit")
+    # Profiles stop opening the retired unit (a retired unit still listed would fail validation), and the
+    # nurses' profile opens the new one, in the same edit.
+    for profile in list(ed.rows["profil"]):
+        listed = [uf for uf in profile[2].split(";") if uf]
+        if profile[0] == "IDE":
+            kept = [uf for uf in listed if uf != pneumo_hdj] + [usic]
+            why = "nurses authorised on the new USIC unit (and no longer on the retired unit)"
+        elif pneumo_hdj in listed:
+            kept = [uf for uf in listed if uf != pneumo_hdj]
+            why = "profile no longer opens the retired pneumology day hospital"
+        else:
+            continue
+        ed.update("profil", profile[0], "uf_autorisees", ";".join(kept), why)
     ed.insert(
         "profil_droit",
         ("IDE", "PRESC_ANTICIPEE"),
