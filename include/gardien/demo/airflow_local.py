@@ -102,9 +102,7 @@ def psycopg2_params(dsn: str) -> dict[str, str]:
 
 def _fingerprint(root: Path, settings: dict[str, str]) -> str:
     """Changes here need a restart: settings, the plugin and the Airflow adapter (plugins are loaded once)."""
-    h = hashlib.sha256(
-        json.dumps({k: v for k, v in settings.items() if k != "GARDIEN_CONFIG"}, sort_keys=True).encode()
-    )
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for folder in (root / "plugins", root / "include" / "gardien" / "airflow"):
         for f in sorted(folder.rglob("*.py")):
             h.update(f.read_bytes())
