@@ -17,6 +17,7 @@ from gardien.airflow import release as rel
 from gardien.airflow.approval import GardienApprovalOperator, policy_from_yaml
 from gardien.airflow.callbacks import on_task_failure
 from gardien.airflow.dagspec import load_dag_specs
+from gardien.airflow.notifier import ApprovalRequestedNotifier
 from gardien.airflow.timetable import ReleaseWindowTimetable
 
 CONFIG = os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
@@ -61,8 +62,12 @@ for spec in load_dag_specs(CONFIG):
                 environment=spec.approval_environment,
                 policy=policy_from_yaml(CONFIG),
                 release_facts=rel.release_facts(path),
+                notifiers=[ApprovalRequestedNotifier(path_name=path)],
                 earlier_seats=seat_ids[:i],
-                retries=0,
+                # Decisions fail with AirflowFailException (never retried); one retry covers Airflow 3.3.2's
+                # race when an answer lands while the task is still pausing into awaiting_input.
+                retries=1,
+                retry_delay=timedelta(seconds=5),
             )
             for i, seat_id in enumerate(seat_ids)
         ]
@@ -73,7 +78,9 @@ for spec in load_dag_specs(CONFIG):
         else:
             gate = [
                 DateTimeSensorAsync(
-                    task_id="wait_for_window", target_time="{{ data_interval_start }}", retries=1
+                    task_id="wait_for_window",
+                    target_time="{{ dag_run.data_interval_start or dag_run.run_after }}",
+                    retries=1,
                 ),
                 task(task_id="check_window", retries=0)(rel.check_window)(path, opened),
             ]

@@ -79,9 +79,16 @@ class AirflowAPI:
         return self._request("PATCH", f"/api/v2/dags/{_q(dag_id)}", {"is_paused": paused})
 
     def trigger(
-        self, dag_id: str, *, conf: dict | None = None, run_id: str | None = None, note: str | None = None
+        self,
+        dag_id: str,
+        *,
+        conf: dict | None = None,
+        run_id: str | None = None,
+        note: str | None = None,
+        logical_date: str | None = None,
     ) -> dict:
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        """Trigger a run; a ``logical_date`` (ISO) gives the run a data interval from the DAG's timetable."""
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": conf or {}}
         if run_id:
             body["dag_run_id"] = run_id
         if note:

@@ -72,6 +72,14 @@ class Approvers(threading.Thread):
             raise self.error
 
 
+def settled(detail: dict[str, Any], seconds: float = 2.0) -> bool:
+    """Answer like a person: Airflow 3.3.2 can lose an answer landing while the task is still pausing."""
+    from datetime import UTC, datetime
+
+    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
+    return (datetime.now(UTC) - created).total_seconds() >= seconds
+
+
 class AutoApprover(threading.Thread):
     """Answers every Required Action of ``dag_id`` until stopped: ``decide(detail)`` returns (user, option,
     reason) or None to leave it pending. ``before_answer(detail)`` runs first (e.g. to edit production while
@@ -95,6 +103,8 @@ class AutoApprover(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 for detail in self.admin.pending_actions(self.dag_id, "~"):
+                    if not settled(detail):
+                        continue
                     choice = self.decide(detail)
                     if choice is None:
                         continue

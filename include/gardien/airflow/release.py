@@ -175,6 +175,10 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
     context = get_current_context()
     svc = service(path_name)
     ctx = step_context(context)
+    from gardien import ledger
+
+    with svc.ledger() as conn:
+        recorded = {(a.approver, a.changeset_id) for a in ledger.release_history(conn, release_id).approvals}
     approvers = []
     for task_id in seat_task_ids:
         answer = context["ti"].xcom_pull(task_ids=task_id)
@@ -182,10 +186,12 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
             continue
         user = answer["responded_by_user"]["id"]
         approvers.append(user)
+        if (user, answer["changeset_id"]) in recorded:  # a retry: already in the ledger
+            continue
         svc.record_approval(
             release_id,
             approver=user,
-            decision="approve",
+            decision="approved",
             changeset_id=answer["changeset_id"],
             comment=(answer.get("params_input") or {}).get("reason") or None,
             ctx=ctx,
@@ -203,7 +209,10 @@ def check_window(path_name: str, release_id: str) -> dict[str, str]:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     margin = timedelta(minutes=svc.path.min_window_minutes)
     if start is None or end is None or end <= start:
-        raise AirflowFailException(f"release {release_id}: the run has no release window (data interval).")
+        raise AirflowFailException(
+            f"release {release_id}: the run has no release window (data interval): trigger it with a logical "
+            "date (the timetable then gives it the window containing that date), or wait for a scheduled window."
+        )
     if ctx.now < start:
         raise AirflowFailException(
             f"release {release_id}: window opens at {start}; refusing to deploy earlier."

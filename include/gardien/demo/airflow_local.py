@@ -101,10 +101,17 @@ def psycopg2_params(dsn: str) -> dict[str, str]:
 
 
 def _fingerprint(root: Path, settings: dict[str, str]) -> str:
-    """Changes here need a restart: settings, the plugin and the Airflow adapter (plugins are loaded once)."""
+    """Changes here need a restart: settings and the code the plugin loads (plugins are loaded once)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for folder in (root / "plugins", root / "include" / "gardien" / "airflow"):
-        for f in sorted(folder.rglob("*.py")):
+    pkg = root / "include" / "gardien"
+    loaded_by_plugin = [
+        *sorted((root / "plugins").rglob("*.py")),
+        pkg / "airflow" / "timetable.py",
+        pkg / "airflow" / "listener.py",
+        *sorted((pkg / "calendar").rglob("*.py")),
+    ]
+    for f in loaded_by_plugin:  # task code is imported afresh by each task process: no restart needed
+        if f.exists():
             h.update(f.read_bytes())
     return h.hexdigest()
 

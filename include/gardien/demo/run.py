@@ -106,8 +106,17 @@ def reserialize(settings: dict[str, str]) -> None:
         raise GardienError(f"`airflow dags reserialize` failed:\n{res.stderr[-2000:]}")
 
 
+def _settled(detail: dict[str, Any], seconds: float = 3.0) -> bool:
+    """Answer like a person, not within milliseconds: Airflow 3.3.2 can lose an answer that lands while the
+    task is still pausing into awaiting_input (the task is then retried and asks again)."""
+    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
+    return (datetime.now(UTC) - created).total_seconds() >= seconds
+
+
 def approve_pending(api_for: Any, admin: AirflowAPI, run_id: str, used: set[str]) -> None:
     for detail in admin.pending_actions(DAG_ID, run_id):
+        if not _settled(detail):
+            continue
         ti = detail["task_instance"]
         candidates = [u["id"] for u in detail["assigned_users"] if u["id"] not in used]
         if not candidates:
@@ -155,8 +164,10 @@ def run_release(port: int, *, interactive: bool) -> dict[str, Any]:
             time.sleep(2)
     admin.set_paused(DAG_ID, False)
     step(f"Release: {REQUESTER} requests the release (DAG {DAG_ID})")
+    # A logical date gives the run its release window (the timetable's window containing that moment).
     run = api_for(REQUESTER).trigger(
         DAG_ID,
+        logical_date=datetime.now(UTC).isoformat(),
         conf={"requested_by": REQUESTER, "reason": "Démo : mise en production du paramétrage de décembre"},
     )
     run_id = run["dag_run_id"]

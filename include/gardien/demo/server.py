@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+
 from gardien.errors import EnvironmentUnavailableError, GardienError
 from gardien.pg import redact
 
