@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
-from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task, task_group
 
 from gardien.airflow import release as rel
 from gardien.airflow.approval import GardienApprovalOperator, policy_from_yaml
@@ -22,6 +22,16 @@ from gardien.airflow.timetable import ReleaseWindowTimetable
 
 CONFIG = os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "on_failure_callback": on_task_failure}
+
+POOL = "gardien_targets"  # bounds how many targets of a stage deploy at once
+
+
+@task_group
+def fan_out(path_name: str, release_id: str, environment: str) -> None:
+    """Deploy then verify one target of a multi-target stage (each target has its own lock and proof)."""
+    deployed = task(task_id="deploy", pool=POOL)(rel.deploy)(path_name, release_id, environment)
+    deployed >> task(task_id="verify", pool=POOL)(rel.verify)(path_name, release_id, environment)
+
 
 for spec in load_dag_specs(CONFIG):
     path = spec.path.name
@@ -87,10 +97,17 @@ for spec in load_dag_specs(CONFIG):
 
         stage_groups = []
         for stage in spec.path.stages:
-            with TaskGroup(group_id=f"stage_{stage.name}") as stage_group:
-                for env in stage.targets:
+            if len(stage.targets) == 1:
+                env = stage.targets[0]
+                with TaskGroup(group_id=f"stage_{stage.name}") as stage_group:
                     deployed = task(task_id=f"deploy_{env}")(rel.deploy)(path, opened, env)
                     deployed >> task(task_id=f"verify_{env}")(rel.verify)(path, opened, env)
+            else:  # several targets (e.g. one EHR instance per establishment): one mapped group per target
+                stage_group = (
+                    fan_out.override(group_id=f"stage_{stage.name}")
+                    .partial(path_name=path, release_id=opened)
+                    .expand(environment=list(stage.targets))
+                )
             stage_groups.append(stage_group)
 
         rolled_back = task(task_id="rollback", trigger_rule=TriggerRule.ONE_FAILED, retries=1)(

@@ -262,7 +262,7 @@ def verify(path_name: str, release_id: str, environment: str) -> dict[str, Any]:
 
 
 def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
-    """After a failure: roll back per the path's policy (the failed stage, or every deployed stage)."""
+    """After a failure: roll back what the path's policies say (see ``rollback_plan``), proving each restore."""
     from gardien import ledger
     from gardien.release import notices, stages
 
@@ -270,21 +270,7 @@ def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
     ctx = step_context()
     with svc.ledger() as conn:
         history = ledger.release_history(conn, release_id)
-    latest: dict[str, Any] = {}
-    for d in history.deployments:
-        latest[d.environment] = d
-    unverified = [e for e, d in latest.items() if d.status == "applied"]
-    deployed = [e for e, d in latest.items() if d.status in ("applied", "verified")]
-    kinds = {e.kind for e in history.events}
-    stage_failed = bool(unverified) or bool(kinds & {"deployment.conflict", "deployment.failed"})
-    if not stage_failed:
-        targets: list[
-            str
-        ] = []  # failed before any deployment (rejection, validation, window): nothing to revert
-    elif svc.path.rollback == "all":
-        targets = list(reversed(deployed))
-    else:
-        targets = list(reversed(unverified))
+    targets = stages.rollback_plan(svc.path, history)
     results: dict[str, Any] = {}
     unproven: list[str] = []
     for env in targets:

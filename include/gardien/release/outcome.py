@@ -46,7 +46,6 @@ def derive_outcome(
     latest: dict[str, ledger.DeploymentRecord] = {}
     for d in history.deployments:
         latest[d.environment] = d
-    kinds = [e.kind for e in history.events]
 
     def make(outcome: str, detail: str) -> Outcome:
         return Outcome(rel.id, outcome, detail, rel.changeset_id)
@@ -54,9 +53,17 @@ def derive_outcome(
     if any(d.status == "rollback_unproven" for d in latest.values()):
         envs = ", ".join(e for e, d in latest.items() if d.status == "rollback_unproven")
         return make("manual_repair_needed", f"rollback could not be proven on {envs}: MANUAL REPAIR NEEDED")
-    if any(d.status == "rolled_back" for d in latest.values()):
-        envs = ", ".join(e for e, d in latest.items() if d.status == "rolled_back")
-        return make("rolled_back", f"deployment rolled back on {envs}, restoration proven")
+    rolled = [e for e, d in latest.items() if d.status == "rolled_back"]
+    conflicts = [e.subject for e in history.events if e.kind == "deployment.conflict"]
+    if conflicts:
+        extra = f"; rolled back with proof on {', '.join(rolled)}" if rolled else ""
+        return make(
+            "conflict",
+            f"{', '.join(sorted(set(conflicts)))} changed since capture on fields this release changes; "
+            f"nothing applied there{extra}",
+        )
+    if rolled:
+        return make("rolled_back", f"deployment rolled back on {', '.join(rolled)}, restoration proven")
     if rel.status == "rejected" or hint == "rejected":
         return make("rejected", "approval rejected (reason in the ledger and the report)")
     if rel.status == "validation_failed":
@@ -66,10 +73,6 @@ def derive_outcome(
     if hint == "missed_window" or rel.status == "missed_window":
         return make(
             "missed_window", "approval came too late for this window; changes stay pending, nothing deployed"
-        )
-    if "deployment.conflict" in kinds and not latest:
-        return make(
-            "conflict", "production changed since capture on fields this release changes; nothing applied"
         )
     if final_targets and all(
         latest.get(t) is not None and latest[t].status == "verified" for t in final_targets

@@ -6,6 +6,7 @@ from typing import Any
 
 from gardien import ledger
 from gardien.errors import ConflictError, GardienError, LedgerError, RollbackError
+from gardien.release.paths import ReleasePath
 from gardien.release.service import ReleaseService, StepContext
 
 
@@ -205,6 +206,35 @@ def rollback(
             f"(expected fingerprint {result.fingerprint_expected[:12]}, got {result.fingerprint_restored[:12]})."
         )
     return out
+
+
+def rollback_plan(path: ReleasePath, history: ledger.ReleaseHistory) -> list[str]:
+    """Which environments to roll back after a failure, in reverse deployment order.
+
+    A target failed when its deployment is applied but not verified, or its apply was refused (conflict or
+    database error: nothing applied there). Within the failed stage, ``multi_target_policy`` says whether only
+    the failed targets or every deployed target of the stage is reverted; ``rollback: all`` also reverts every
+    earlier stage (sqitch's revert modes). No failed target (rejection, validation, missed window) → nothing.
+    """
+    latest: dict[str, ledger.DeploymentRecord] = {}
+    for d in history.deployments:
+        latest[d.environment] = d
+    refused = {e.subject for e in history.events if e.kind in ("deployment.conflict", "deployment.failed")}
+    failed = {env for env, d in latest.items() if d.status == "applied"} | (refused - set(latest))
+    if not failed:
+        return []
+    stage_index = min(i for i, s in enumerate(path.stages) if failed & set(s.targets))
+    deployed = {env for env, d in latest.items() if d.status in ("applied", "verified")}
+    chosen: set[str] = set()
+    stage = path.stages[stage_index]
+    if path.multi_target_policy == "whole_stage":
+        chosen |= deployed & set(stage.targets)
+    else:
+        chosen |= deployed & failed
+    if path.rollback == "all":
+        for earlier in path.stages[:stage_index]:
+            chosen |= deployed & set(earlier.targets)
+    return [env for env in reversed(path.all_targets) if env in chosen]
 
 
 def deployed_environments(svc: ReleaseService, release_id: str) -> list[str]:
