@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg2
 import pytest
 import yaml
+from fakeslack import FakeSlack
 from hitl_support import AutoApprover, first_free_assignee
 
 from gardien import ledger, pg
@@ -146,23 +148,50 @@ DOSE = (
 )
 
 
-def test_release_happy_path_two_stages_released(release_setup: Callable[..., Setup], login: Callable) -> None:
-    setup = release_setup()
-    dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
+def test_release_happy_path_two_stages_released_despite_slack_outage(
+    release_setup: Callable[..., Setup], login: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = tmp_path / "slack-outbox.jsonl"
+    notifications = {
+        "slack": {
+            "channel": "#dpi-mep",
+            "token_env": "SLACK_BOT_TOKEN",
+            "base_url_env": "SLACK_BASE_URL",
+            "outbox": str(outbox),
+            "max_total_seconds": 2.0,
+        }
+    }
+    setup = release_setup(extra={"notifications": notifications})
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
+        monkeypatch.setenv("SLACK_BASE_URL", slack.base_url)
+        slack.set_mode("down")  # Slack is unreachable for the whole release
+        dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
 
-    assert dr.state == "success", states
-    assert states["stage_preprod.verify_preprod"] == "success"
-    assert states["stage_prod.verify_prod"] == "success"
-    assert states["rollback"] == "skipped"
-    h = history(setup)
-    assert h.release.status == "closed"
-    approvers = {a.approver for a in h.approvals}
-    assert approvers & {"pharma.chef", "pharma.adjoint"}  # routed by content: the drug formulary changed
-    assert "rssi" in approvers  # routed by content: rights changed
-    assert "parametreur" not in approvers  # the requester never approves
-    assert len({a.approver for a in h.approvals}) == 4  # 2 CAB + pharmacist + security, all distinct
-    for env in ("preprod", "prod"):
-        assert scalar(setup.dsns[env], DOSE) == "10.000"
+        assert dr.state == "success", states
+        assert states["stage_preprod.verify_preprod"] == "success"
+        assert states["stage_prod.verify_prod"] == "success"
+        assert states["rollback"] == "skipped"
+        h = history(setup)
+        assert h.release.status == "closed"
+        approvers = {a.approver for a in h.approvals}
+        assert len(approvers) == 4  # 2 CAB + pharmacist + security, all distinct
+        assert approvers & {"pharma.chef", "pharma.adjoint"}  # routed by content: the drug formulary changed
+        assert "rssi" in approvers  # routed by content: rights changed
+        assert "parametreur" not in approvers  # the requester never approves
+        for env in ("preprod", "prod"):
+            assert scalar(setup.dsns[env], DOSE) == "10.000"
+        # nothing lost: every notification waits in the outbox, and is delivered once Slack is back
+        queued = outbox.read_text().splitlines()
+        assert len(queued) >= 5
+        slack.set_mode("normal")
+        from gardien.config import load_config
+        from gardien.notify import notifier_from_settings
+
+        notifier = notifier_from_settings(load_config(setup.config_file).notifications, environ=os.environ)
+        assert notifier.flush_outbox().remaining == 0
+        texts = [m.get("text", "") for m in slack.messages]
+        assert any("opened" in t for t in texts) and any("closed: released" in t for t in texts)
 
 
 def test_release_rejection_ends_failed_and_records_reason(
