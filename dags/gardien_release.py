@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task, task_group
 
 from gardien.airflow import release as rel
@@ -19,6 +18,7 @@ from gardien.airflow.callbacks import on_task_failure
 from gardien.airflow.dagspec import load_dag_specs
 from gardien.airflow.notifier import ApprovalRequestedNotifier
 from gardien.airflow.timetable import ReleaseWindowTimetable
+from gardien.airflow.window import WaitForWindowSensor
 
 CONFIG = os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
 RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "on_failure_callback": on_task_failure}
@@ -87,7 +87,7 @@ for spec in load_dag_specs(CONFIG):
             gate = []
         else:
             gate = [
-                DateTimeSensorAsync(
+                WaitForWindowSensor(
                     task_id="wait_for_window",
                     target_time="{{ dag_run.data_interval_start or dag_run.run_after }}",
                     retries=1,

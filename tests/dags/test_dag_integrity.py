@@ -65,7 +65,7 @@ def test_release_dag_task_graph(dagbag: Any) -> None:
     assert dag.get_task("rollback").trigger_rule == "one_failed"
     assert dag.get_task("close").trigger_rule == "all_done"
     # waiting holds no worker slot: the window wait defers, approvals park in awaiting_input
-    assert dag.get_task("wait_for_window").__class__.__name__ == "DateTimeSensorAsync"
+    assert dag.get_task("wait_for_window").__class__.__name__ == "WaitForWindowSensor"  # deferrable
     assert dag.get_task("approval_seat_1").__class__.__name__ == "GardienApprovalOperator"
     # every task has the failure callback; idempotent steps retry, decisions do not
     for task in dag.tasks:
