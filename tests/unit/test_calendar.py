@@ -11,10 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from gardien.calendar import Calendar, load_calendar_file, parse_calendar, resolve_local
-from gardien.errors import ConfigurationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gardien.calendar import Calendar, load_calendar_file, parse_calendar, resolve_local
+from gardien.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 PARIS = ZoneInfo("Europe/Paris")

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+
 from gardien.calendar import Calendar, parse_calendar, to_ics
 from gardien.calendar.ics import escape, fold
 

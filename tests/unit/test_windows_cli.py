@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.testing import CliRunner
+
 from gardien.cli import windows
 from gardien.errors import ConfigurationError, UsageError
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "include" / "config" / "gardien.yaml"
