@@ -159,6 +159,19 @@ def realistic_changes(prod: Dataset) -> tuple[Dataset, tuple[PendingChange, ...]
         ),
         "new care unit (USIC) under cardiology",
     )
+    # Protocols attached to the retired unit move to its parent service (a retired unit still named by a
+    # protocol would fail validation: "deleted row still referenced").
+    pneumo_service = next(r[3] for r in ufs if r[0] == pneumo_hdj)
+    for proto in list(ed.rows["protocole"]):
+        if proto[2] == pneumo_hdj:
+            ed.update(
+                "protocole",
+                proto[0],
+                "service_code",
+                pneumo_service,
+                "protocol moved from the retired day hospital to the pneumology service",
+            )
+
     # Profiles stop opening the retired unit (a retired unit still listed would fail validation), and the
     # nurses' profile opens the new one, in the same edit.
     for profile in list(ed.rows["profil"]):
