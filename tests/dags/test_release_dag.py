@@ -291,3 +291,29 @@ def test_release_verification_failure_in_prod_rolls_back_with_proof(
     assert {d.environment: d.status for d in h.deployments}["prod"] == "rolled_back"
     assert scalar(setup.dsns["prod"], DOSE) == "20.000"
     assert scalar(setup.dsns["preprod"], DOSE) == "20.000"  # policy "all" reverts preprod too
+
+
+def test_emergency_release_outside_windows_needs_reason_and_stronger_policy(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    setup = release_setup(window_minutes=(600, 720))  # no window open now: an emergency does not wait
+    bag_dag = setup.dag
+    from airflow.dag_processing.dagbag import DagBag
+
+    emergency = DagBag(dag_folder=str(ROOT / "dags")).dags["gardien_release_emergency"]
+    setup.dag = emergency
+    approver = AutoApprover(login, "gardien_release_emergency", first_free_assignee({"parametreur"}))
+    dr, states = run(
+        setup, approver, reason="Correctif urgent : dose maximale d'oxycodone erronée en production"
+    )
+    setup.dag = bag_dag
+
+    assert dr.state == "success", states
+    assert "wait_for_window" not in states
+    assert scalar(setup.dsns["prod"], DOSE) == "10.000"
+    h = history(setup)
+    assert h.release.reason.startswith("Correctif urgent")
+    approvers = {a.approver for a in h.approvals}
+    # emergency policy, stronger than prod's: the whole CAB, on top of the content routing
+    assert {"chef.projet", "resp.exploitation", "dsi.adjoint"} <= approvers
+    assert "parametreur" not in approvers

@@ -88,13 +88,19 @@ def open_release(path_name: str) -> str:
         or getattr(context["dag_run"], "triggering_user_name", None)
         or "release-window"
     )
-    reason = str(conf.get("reason") or f"release window {context.get('data_interval_start')}")
+    reason = str(conf.get("reason") or (context.get("params") or {}).get("reason") or "").strip()
+    if svc.path.emergency and len(reason) < 10:
+        raise AirflowFailException(
+            "an emergency release needs a reason (at least 10 characters): trigger it with conf {'reason': ...}"
+        )
+    reason = reason or f"release window {context.get('data_interval_start')}"
     svc.open(
         release_id=release_id,
         requested_by=requested_by,
         reason=reason,
-        window_start=context.get("data_interval_start"),
-        window_end=context.get("data_interval_end"),
+        # an emergency runs outside the windows: its (zero-width, manual) data interval is not a window
+        window_start=None if svc.path.emergency else context.get("data_interval_start"),
+        window_end=None if svc.path.emergency else context.get("data_interval_end"),
         ctx=ctx,
     )
     return release_id
@@ -161,8 +167,9 @@ def release_facts(path_name: str) -> Any:
             changeset_id=changeset.id,
             tables_touched=tuple(sorted(t for t, c in changeset.counts().items() if sum(c.values()))),
             requested_by=rel.requested_by,
-            emergency=bool(conf.get("emergency")),
-            reason=conf.get("reason"),
+            # DAG params carry the emergency flag (a constant of the emergency DAG) and the reason
+            emergency=bool((context.get("params") or {}).get("emergency") or conf.get("emergency")),
+            reason=conf.get("reason") or (context.get("params") or {}).get("reason") or None,
         )
 
     return source
