@@ -1,0 +1,107 @@
+"""The changeset section of a report: counts and field-level diffs by natural key, long lists capped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gardien.changeset import Changeset, TableChanges
+from gardien.report.model import ChangesetSection, FieldDiff, RowUpdate, RowValues, TableDiff
+
+KINDS = ("inserts", "updates", "deletes")
+
+
+def key_label(key: Sequence[Any]) -> str:
+    """A natural key for people: parts joined by " / ", a foreign key's own key in parentheses."""
+    return " / ".join(_part(p) for p in key)
+
+
+def _part(part: Any) -> str:
+    if part is None:
+        return "NULL"
+    if isinstance(part, list | tuple):
+        inner = key_label(part)
+        return f"({inner})" if len(part) > 1 else inner
+    return str(part)
+
+
+def table_diff(changes: TableChanges, *, row_limit: int) -> TableDiff:
+    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order)."""
+    inserts = tuple(
+        RowValues(key=r.key, label=key_label(r.key), values=dict(r.values))
+        for r in changes.inserts[:row_limit]
+    )
+    updates = tuple(
+        RowUpdate(
+            key=r.key,
+            label=key_label(r.key),
+            changes={c: FieldDiff(before=ch.before, after=ch.after) for c, ch in sorted(r.changes.items())},
+        )
+        for r in changes.updates[:row_limit]
+    )
+    deletes = tuple(
+        RowValues(key=r.key, label=key_label(r.key), values=dict(r.baseline))
+        for r in changes.deletes[:row_limit]
+    )
+    counts = {
+        "inserts": len(changes.inserts),
+        "updates": len(changes.updates),
+        "deletes": len(changes.deletes),
+    }
+    shown = {"inserts": len(inserts), "updates": len(updates), "deletes": len(deletes)}
+    return TableDiff(
+        table=changes.table,
+        counts=counts,
+        inserts=inserts,
+        updates=updates,
+        deletes=deletes,
+        omitted={k: counts[k] - shown[k] for k in KINDS},
+    )
+
+
+def changeset_section(
+    changeset: Changeset,
+    *,
+    row_limit: int,
+    full_changeset: Sequence[str],
+    earlier_ids: Sequence[str],
+) -> ChangesetSection:
+    """The section for a readable changeset; tables without changes are left out of the diffs."""
+    tables = tuple(table_diff(t, row_limit=row_limit) for t in changeset.tables if t.count)
+    counts = {t.table: dict(t.counts) for t in tables}
+    return ChangesetSection(
+        id=changeset.id,
+        total=sum(t.count for t in changeset.tables),
+        counts=counts,
+        tables=tables,
+        catalog_fingerprint=changeset.catalog_fingerprint,
+        source_digest=changeset.source_fingerprint.digest,
+        target_digest=changeset.target_fingerprint.digest,
+        full_changeset=tuple(full_changeset),
+        earlier_ids=tuple(earlier_ids),
+        row_limit=row_limit,
+    )
+
+
+def unreadable_section(
+    changeset_id: str | None,
+    *,
+    problem: str,
+    row_limit: int,
+    full_changeset: Sequence[str],
+    earlier_ids: Sequence[str],
+) -> ChangesetSection:
+    """The section when there is no changeset yet, or the ledger's copy cannot be trusted or parsed."""
+    return ChangesetSection(
+        id=changeset_id,
+        total=0,
+        counts={},
+        tables=(),
+        catalog_fingerprint=None,
+        source_digest=None,
+        target_digest=None,
+        full_changeset=tuple(full_changeset),
+        earlier_ids=tuple(earlier_ids),
+        row_limit=row_limit,
+        problem=problem,
+    )
