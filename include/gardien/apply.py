@@ -18,7 +18,7 @@ from gardien.catalog import Catalog, bind_catalog
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, DeploymentError
-from gardien.fingerprint import scope_fingerprint
+from gardien.fingerprint import rows_fingerprint, scope_fingerprint
 from gardien.journal import BeforeImage
 from gardien.keys import KeyMap
 from gardien.plan import FieldNote, three_way
@@ -148,26 +148,27 @@ def apply_changeset(
     Raises ChangesetError (other catalog), ConflictError (three-way check; nothing written),
     SourceDataError (dangling references) or DeploymentError (lock, timeout, database refusal).
     """
+    changeset_id = changeset.id  # a hash of the whole body: computed once (it costs ~0.2 s at 16k changes)
     with conn.cursor() as cur:
         prepare(cur, schema=catalog_config.schema_, target=target, timeouts=timeouts)
         catalog = bind_catalog(conn, catalog_config, label=target)
         if catalog.fingerprint != changeset.catalog_fingerprint:
             raise ChangesetError(
-                f"changeset {changeset.id[:12]} was made for another catalog (catalog {changeset.catalog_fingerprint[:12]}; "
+                f"changeset {changeset_id[:12]} was made for another catalog (catalog {changeset.catalog_fingerprint[:12]}; "
                 f"{target} has {catalog.fingerprint[:12]}): the catalog definition or column types differ. "
                 "Capture a new changeset with the current configuration."
             )
         journal.ensure_schema(cur)
-        previous = journal.active_for_changeset(cur, changeset.id)
+        previous = journal.active_for_changeset(cur, changeset_id)
         if previous is not None:
             return ApplyResult(
                 status="already_applied",
-                changeset_id=changeset.id,
+                changeset_id=changeset_id,
                 target=target,
                 deployment_id=previous.deployment_id,
             )
         if changeset.is_empty:
-            return ApplyResult(status="empty", changeset_id=changeset.id, target=target)
+            return ApplyResult(status="empty", changeset_id=changeset_id, target=target)
         keymap = KeyMap(cur, catalog)
         current = read_touched(
             cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
@@ -178,6 +179,8 @@ def apply_changeset(
         check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
         touched = [name for name, plan in plans.items() if plan.count]
         before = scope_fingerprint(cur, catalog, touched)
+        ids_before = {name: [i for i, _ in current.get(name, {}).values()] for name in touched}
+        touched_before = rows_fingerprint(cur, catalog=catalog, ids=ids_before)
         writes = {
             name: TableWrites(
                 table=name,
@@ -190,7 +193,13 @@ def apply_changeset(
         }
         with database_errors(target):
             execute(cur, catalog=catalog, writes=writes, keymap=keymap)
-        after = scope_fingerprint(cur, catalog, touched)
+        # The full fingerprint after = before + (touched rows after - touched rows before); the touched
+        # rows now include the ones just inserted.
+        ids_after = {}
+        for name in touched:
+            resolved = keymap.ids(catalog.table(name))
+            ids_after[name] = ids_before[name] + [resolved[k] for k in writes[name].keys() if k in resolved]
+        after = before.shifted(rows_fingerprint(cur, catalog=catalog, ids=ids_after), touched_before)
         images: dict[str, list[BeforeImage]] = {}
         crosswalk: dict[str, list[tuple[Key, Any]]] = {}
         for name, tw in writes.items():
@@ -212,12 +221,12 @@ def apply_changeset(
         dep_id = (
             deployment_id
             or "dep-"
-            + hashlib.sha256(f"{changeset.id}|{target}|{applied_at.isoformat()}".encode()).hexdigest()[:16]
+            + hashlib.sha256(f"{changeset_id}|{target}|{applied_at.isoformat()}".encode()).hexdigest()[:16]
         )
         journal.record(
             cur,
             deployment_id=dep_id,
-            changeset_id=changeset.id,
+            changeset_id=changeset_id,
             catalog_fingerprint=catalog.fingerprint,
             applied_at=applied_at,
             before_images=images,
@@ -231,7 +240,7 @@ def apply_changeset(
         )
         return ApplyResult(
             status="applied",
-            changeset_id=changeset.id,
+            changeset_id=changeset_id,
             target=target,
             deployment_id=dep_id,
             counts=counts,

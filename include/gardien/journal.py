@@ -84,8 +84,7 @@ def ensure_schema(cur: Any) -> None:
     cur.execute(_DDL)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # built once
 
 
 def record(
