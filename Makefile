@@ -16,12 +16,13 @@ PGENV := $(STATE)/pg.env
 INTERACTIVE ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: help install pg demo stop test lint format bench clean
+.PHONY: help install pg demo stop test test-distributed lint format bench clean
 
 help:
 	@echo "make demo    run one complete release of the demo hospital configuration (INTERACTIVE=1: approve in the UI)"
 	@echo "make test    lint and run the whole test suite"
 	@echo "make stop    stop what the demo started (Airflow, embedded PostgreSQL)"
+	@echo "make test-distributed  releases to 10 targets on CeleryExecutor (starts the distributed Airflow, leaves it up)"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -43,7 +44,7 @@ demo: pg
 	@set -a; source $(PGENV); set +a; $(PY) -m gardien.demo.run --interactive=$(INTERACTIVE)
 
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m gardien.demo.airflow_local stop; $(PY) -m gardien.demo.server stop; fi
+	@if [ -x $(PY) ]; then $(PY) -m gardien.demo.airflow_local stop; $(PY) -m gardien.demo.airflow_distributed stop; $(PY) -m gardien.demo.server stop; fi
 
 lint: install
 	@$(VENV)/bin/ruff check .
@@ -55,6 +56,11 @@ format: install
 
 test: pg lint
 	@set -a; source $(PGENV); set +a; TQDM_DISABLE=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The session fixture of tests/distributed starts the CeleryExecutor stack (gardien.demo.airflow_distributed)
+# if it is not running, or restarts it on the test configuration; it stays up for inspection (make stop).
+test-distributed: pg
+	@set -a; source $(PGENV); set +a; TQDM_DISABLE=1 $(VENV)/bin/pytest tests/distributed -m distributed $(PYTEST_ARGS)
 
 bench: pg
 	@set -a; source $(PGENV); set +a; $(PY) bench/run.py

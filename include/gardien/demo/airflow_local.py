@@ -41,10 +41,18 @@ DEMO_USERS = {
 }
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_port(wanted: int, *, taken: set[int] | None = None) -> int:
+    """The first port from ``wanted`` on that nothing listens on and that is not in ``taken``."""
+    port = wanted
+    while port in (taken or set()) or not port_free(port):
+        port += 1
+    return port
 
 
 def state_dir(root: Path) -> Path:
@@ -54,13 +62,17 @@ def state_dir(root: Path) -> Path:
 
 
 def _settings(root: Path, admin_dsn: str, port: int) -> dict[str, str]:
-    home = state_dir(root)
+    return base_settings(root, admin_dsn, port=port, home=state_dir(root), metadata_db=METADATA_DB)
+
+
+def base_settings(root: Path, admin_dsn: str, *, port: int, home: Path, metadata_db: str) -> dict[str, str]:
+    """Environment shared by every component of a stack living in ``home`` (LocalExecutor)."""
     secret_file = home / "jwt_secret"
     if not secret_file.exists():
         secret_file.write_text(secrets.token_hex(32))
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({u: pw for u, (_, pw) in DEMO_USERS.items()}, indent=2))
-    meta = pg.dsn_for_database(admin_dsn, METADATA_DB)
+    meta = pg.dsn_for_database(admin_dsn, metadata_db)
     params = psycopg2_params(meta)
     sqla = "postgresql+psycopg2://{user}@{host}:{port}/{dbname}".format(**params)
     return {
@@ -100,7 +112,7 @@ def psycopg2_params(dsn: str) -> dict[str, str]:
     }
 
 
-def _fingerprint(root: Path, settings: dict[str, str]) -> str:
+def fingerprint(root: Path, settings: dict[str, str]) -> str:
     """Changes here need a restart: settings and the code the plugin loads (plugins are loaded once)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     pkg = root / "include" / "gardien"
@@ -116,7 +128,12 @@ def _fingerprint(root: Path, settings: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    try:  # reap it first if it is our own exited child: a zombie still answers kill(pid, 0)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
         return True
@@ -124,8 +141,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _pids(home: Path) -> dict[str, int]:
+def read_pids(home: Path) -> dict[str, int]:
     f = home / "pids.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def read_state(home: Path) -> dict:
+    f = home / "state.json"
     return json.loads(f.read_text()) if f.exists() else {}
 
 
@@ -137,82 +159,74 @@ def health(port: int) -> dict | None:
         return None
 
 
-def stop(root: Path) -> str:
-    home = state_dir(root)
-    pids = _pids(home)
+def stop_processes(home: Path) -> list[str]:
+    """End every process group recorded in ``home``/pids.json (TERM, KILL after 20 s); return their names."""
+    pids = read_pids(home)
     stopped = []
     for name, pid in pids.items():
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
             stopped.append(name)
     deadline = time.monotonic() + 20
-    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.3)
     for pid in pids.values():
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     (home / "pids.json").unlink(missing_ok=True)
+    return stopped
+
+
+def stop(root: Path) -> str:
+    stopped = stop_processes(state_dir(root))
     return f"Airflow stopped ({', '.join(stopped)})" if stopped else "Airflow was not running"
 
 
-def start(root: Path, admin_dsn: str, *, wanted_port: int = 8080, wait: int = 180) -> dict[str, str]:
-    """Start (or reuse) the local Airflow; return its settings. Raises EnvironmentUnavailableError."""
-    home = state_dir(root)
-    previous = json.loads((home / "state.json").read_text()) if (home / "state.json").exists() else {}
-    pids = _pids(home)
-    running = bool(pids) and all(_alive(p) for p in pids.values())
-    port = int(previous.get("port", wanted_port)) if running else wanted_port
-    if not running:
-        if pids:
-            print("gardien: found a partly stopped Airflow from an earlier run; stopping what is left of it.")
-            stop(root)
-        while not _port_free(port):
-            print(f"gardien: port {port} is taken by another program; trying {port + 1} for the Airflow UI.")
-            port += 1
-    settings = _settings(root, admin_dsn, port)
-    fp = _fingerprint(root, settings)
-    if running and previous.get("fingerprint") == fp and health(port):
-        print(f"gardien: Airflow already running at http://127.0.0.1:{port} (unchanged).")
-        return settings
-    if running:
-        print("gardien: Airflow settings or plugin code changed; restarting Airflow.")
-        stop(root)
+def airflow_env(settings: dict[str, str]) -> dict[str, str]:
+    """The environment of `airflow` commands: ours plus the settings, with the venv's bin on PATH."""
     env = {**os.environ, **settings}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    if not pg.database_exists(admin_dsn, METADATA_DB):
-        pg.create_database(admin_dsn, METADATA_DB)
-    print("gardien: migrating the Airflow metadata database ...")
+    return env
+
+
+def migrate(admin_dsn: str, metadata_db: str, env: dict[str, str]) -> None:
+    """Create the metadata database if missing and migrate it. Raises EnvironmentUnavailableError."""
+    if not pg.database_exists(admin_dsn, metadata_db):
+        pg.create_database(admin_dsn, metadata_db)
     res = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, check=False)  # noqa: S607
     if res.returncode != 0:
         raise EnvironmentUnavailableError(f"`airflow db migrate` failed:\n{res.stderr[-3000:]}")
-    new_pids = {}
-    for name in COMPONENTS:
-        log = open(home / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+
+
+def spawn(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path) -> int:
+    """Start one component in a session of its own, so stop can end its whole process group; return its pid."""
+    with open(log, "ab") as out:  # the child inherits its own copy of the descriptor
         proc = subprocess.Popen(
-            ["airflow", name],
+            argv,
             env=env,
-            stdout=log,
+            stdout=out,
             stderr=subprocess.STDOUT,  # noqa: S603,S607
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            cwd=root,
+            cwd=cwd,
         )
-        new_pids[name] = proc.pid
-    (home / "pids.json").write_text(json.dumps(new_pids))
-    (home / "state.json").write_text(json.dumps({"port": port, "fingerprint": fp}))
-    print(f"gardien: starting Airflow ({', '.join(COMPONENTS)}) on http://127.0.0.1:{port} ...")
+    return proc.pid
+
+
+def wait_healthy(port: int, pids: dict[str, int], *, logs: str, wait: int) -> None:
+    """Wait until the API reports scheduler and metadata DB healthy; fail as soon as a component exits."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        dead = [n for n, p in new_pids.items() if not _alive(p)]
+        dead = [n for n, p in pids.items() if not alive(p)]
         if dead:
             raise EnvironmentUnavailableError(
-                f"Airflow component(s) {', '.join(dead)} exited at start; see .gardien/airflow/{dead[0]}.log"
+                f"Airflow component(s) {', '.join(dead)} exited at start; see {logs}/{dead[0]}.log"
             )
         h = health(port)
         if (
@@ -220,12 +234,47 @@ def start(root: Path, admin_dsn: str, *, wanted_port: int = 8080, wait: int = 18
             and h.get("scheduler", {}).get("status") == "healthy"
             and h.get("metadatabase", {}).get("status") == "healthy"
         ):
-            print("gardien: Airflow is up.")
-            return settings
+            return
         time.sleep(1)
     raise EnvironmentUnavailableError(
-        f"Airflow did not become healthy within {wait}s; see the logs in .gardien/airflow/*.log, then `make stop`."
+        f"Airflow did not become healthy within {wait}s; see the logs in {logs}/*.log, then `make stop`."
     )
+
+
+def start(root: Path, admin_dsn: str, *, wanted_port: int = 8080, wait: int = 180) -> dict[str, str]:
+    """Start (or reuse) the local Airflow; return its settings. Raises EnvironmentUnavailableError."""
+    home = state_dir(root)
+    previous = read_state(home)
+    pids = read_pids(home)
+    running = bool(pids) and all(alive(p) for p in pids.values())
+    port = int(previous.get("port", wanted_port)) if running else wanted_port
+    if not running:
+        if pids:
+            print("gardien: found a partly stopped Airflow from an earlier run; stopping what is left of it.")
+            stop(root)
+        while not port_free(port):
+            print(f"gardien: port {port} is taken by another program; trying {port + 1} for the Airflow UI.")
+            port += 1
+    settings = _settings(root, admin_dsn, port)
+    fp = fingerprint(root, settings)
+    if running and previous.get("fingerprint") == fp and health(port):
+        print(f"gardien: Airflow already running at http://127.0.0.1:{port} (unchanged).")
+        return settings
+    if running:
+        print("gardien: Airflow settings or plugin code changed; restarting Airflow.")
+        stop(root)
+    env = airflow_env(settings)
+    print("gardien: migrating the Airflow metadata database ...")
+    migrate(admin_dsn, METADATA_DB, env)
+    new_pids = {
+        name: spawn(["airflow", name], env=env, log=home / f"{name}.log", cwd=root) for name in COMPONENTS
+    }
+    (home / "pids.json").write_text(json.dumps(new_pids))
+    (home / "state.json").write_text(json.dumps({"port": port, "fingerprint": fp}))
+    print(f"gardien: starting Airflow ({', '.join(COMPONENTS)}) on http://127.0.0.1:{port} ...")
+    wait_healthy(port, new_pids, logs=".gardien/airflow", wait=wait)
+    print("gardien: Airflow is up.")
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,14 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "start":
             start(root, pg.admin_dsn(), wanted_port=args.port)
         else:
-            state = (
-                json.loads((state_dir(root) / "state.json").read_text())
-                if (state_dir(root) / "state.json").exists()
-                else {}
-            )
+            state = read_state(state_dir(root))
             print(
                 json.dumps(
-                    {"pids": _pids(state_dir(root)), "health": health(int(state.get("port", args.port)))}
+                    {"pids": read_pids(state_dir(root)), "health": health(int(state.get("port", args.port)))}
                 )
             )
     except GardienError as exc:
