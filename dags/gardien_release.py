@@ -110,7 +110,9 @@ for spec in load_dag_specs(CONFIG):
                 )
             stage_groups.append(stage_group)
 
-        rolled_back = task(task_id="rollback", trigger_rule=TriggerRule.ONE_FAILED, retries=1)(
+        # ALL_DONE, not ONE_FAILED: with several targets per stage, rollback must wait until every target has
+        # finished, or it would judge still-running targets failed. It skips itself when nothing failed.
+        rolled_back = task(task_id="rollback", trigger_rule=TriggerRule.ALL_DONE, retries=1)(
             rel.rollback_failed
         )(path, opened)
         closed = task(task_id="close", trigger_rule=TriggerRule.ALL_DONE, retries=1)(rel.close)(

@@ -62,7 +62,7 @@ def test_release_dag_task_graph(dagbag: Any) -> None:
     assert _downstream(dag, "stage_preprod.verify_preprod") == {"stage_prod.deploy_prod", "rollback"}
     assert _downstream(dag, "stage_prod.verify_prod") == {"rollback", "close"}
     assert _downstream(dag, "rollback") == {"close"}
-    assert dag.get_task("rollback").trigger_rule == "one_failed"
+    assert dag.get_task("rollback").trigger_rule == "all_done"
     assert dag.get_task("close").trigger_rule == "all_done"
     # waiting holds no worker slot: the window wait defers, approvals park in awaiting_input
     assert dag.get_task("wait_for_window").__class__.__name__ == "WaitForWindowSensor"  # deferrable

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Context, get_current_context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from gardien.errors import (
     ApprovalError,
     ChangesetError,
     ConfigurationError,
     ConflictError,
+    LedgerError,
     RollbackError,
     ValidationFailedError,
 )
@@ -278,6 +279,8 @@ def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
     with svc.ledger() as conn:
         history = ledger.release_history(conn, release_id)
     targets = stages.rollback_plan(svc.path, history)
+    if not targets:
+        raise AirflowSkipException(f"release {release_id}: no target failed; nothing to roll back")
     results: dict[str, Any] = {}
     unproven: list[str] = []
     for env in targets:
@@ -325,6 +328,19 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
                 payload=dict(rejection),
                 reason=str(rejection.get("reason")),
             )
+            if rejection.get("by") and rejection.get("changeset_id"):
+                # A person decided: the decision goes beside the approvals (a timeout stays an event only).
+                try:
+                    svc.record_approval(
+                        release_id,
+                        approver=str(rejection["by"]),
+                        decision="rejected",
+                        changeset_id=str(rejection["changeset_id"]),
+                        comment=str(rejection.get("reason") or "") or None,
+                        ctx=ctx,
+                    )
+                except (LedgerError, ApprovalError) as exc:  # e.g. the changeset changed meanwhile
+                    log.warning("release %s: rejection not recorded as a decision: %s", release_id, exc)
             hint = "rejected"
             notices.notify(
                 svc, "rejected", release_id=release_id, by=rejection.get("by"), reason=rejection.get("reason")
@@ -336,8 +352,10 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
         from gardien.report import write_report
 
         report = str(write_report(svc, release_id))
-    except ImportError:  # the report module is optional until built
-        pass
+    except Exception:  # the outcome is recorded; a report failure must not change it (gardien report retries)
+        log.exception(
+            "release %s: the report could not be written; run `gardien report %s`", release_id, release_id
+        )
     context["ti"].xcom_push(key="note", value=outcome.note())
     notices.notify(svc, "release_closed", release_id=release_id, outcome=outcome.to_dict(), report=report)
     if not outcome.ok:

@@ -29,7 +29,6 @@ RELEASE_STATUSES = (
     "failed",
     "rolled_back",
     "closed",
-    "empty",
     "missed_window",
 )
 _RELEASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
