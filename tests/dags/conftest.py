@@ -25,14 +25,43 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+
+
+def _metadata_db() -> tuple[str, str | None]:
+    """A fresh PostgreSQL metadata DB for this session when a server is known (make test always sets
+    GARDIEN_PG_DSN), else SQLite. PostgreSQL matters: Airflow serialises a human answer racing the task's
+    pause into awaiting_input with row locks (FOR UPDATE), which SQLite ignores, so on SQLite an answer
+    landing in that window can strand the task forever."""
+    admin = os.environ.get("GARDIEN_PG_DSN")
+    if not admin or os.environ.get("GARDIEN_TEST_AIRFLOW_SQLITE"):
+        return f"sqlite:///{_HOME / 'airflow.db'}", None
+    import psycopg2
+    import psycopg2.extensions
+
+    from gardien import pg
+
+    name = f"gardien_airflow_test_{os.getpid()}"
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    p = psycopg2.extensions.parse_dsn(pg.dsn_for_database(admin, name))
+    auth = p.get("user", "postgres") + (f":{p['password']}" if p.get("password") else "")
+    host, port = p.get("host", "127.0.0.1"), p.get("port", "5432")
+    return f"postgresql+psycopg2://{auth}@{host}:{port}/{name}", name
+
+
+_SQLA, METADATA_DB = _metadata_db()
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = _SQLA
 os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
 os.environ.setdefault(
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
     "admin:admin,chef.projet:user,resp.exploitation:user,dsi.adjoint:user,pharma.chef:user,"
     "pharma.adjoint:user,rssi:user,parametreur:user,viewer:viewer",
 )
-os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "gardien-test-secret")
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", "gardien-test-secret-" + "0123456789abcdef" * 4)
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
@@ -43,6 +72,25 @@ def airflow_db() -> Path:
 
     db.resetdb()
     return _HOME
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this session's metadata database (FORCE: the API server thread may still hold connections)."""
+    if METADATA_DB is None:
+        return
+    import psycopg2
+
+    try:
+        from airflow import settings
+
+        settings.dispose_orm()
+    except Exception:  # noqa: BLE001 - best effort before the drop
+        pass
+    conn = psycopg2.connect(os.environ["GARDIEN_PG_DSN"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{METADATA_DB}" WITH (FORCE)')
+    conn.close()
 
 
 @pytest.fixture(scope="session")
