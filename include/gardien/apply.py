@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,14 @@ from gardien.catalog import Catalog, bind_catalog
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, DeploymentError
-from gardien.fingerprint import rows_fingerprint, scope_fingerprint
+from gardien.fingerprint import (
+    ScopeFingerprint,
+    SnapshotFingerprints,
+    local_rows_fingerprint,
+    local_scope_fingerprint,
+    rows_fingerprint,
+    scope_fingerprint,
+)
 from gardien.journal import BeforeImage
 from gardien.keys import KeyMap
 from gardien.plan import FieldNote, three_way
@@ -27,6 +36,24 @@ from gardien.references import check_references
 from gardien.writes import TableWrites, execute
 
 _LOCK_CLASS = 0x47415244 & 0x7FFFFFFF  # "GARD"
+WORK_MEM = "64MB"  # per sort or hash of this transaction only (SET LOCAL)
+
+
+_timing = logging.getLogger("gardien.timing")
+
+
+class Phases:
+    """Wall time of each phase of an apply or a rollback, logged at DEBUG on ``gardien.timing``."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        if _timing.isEnabledFor(logging.DEBUG):
+            now = time.perf_counter()
+            _timing.debug("%s: %s %.3f s", self.what, phase, now - self.last)
+            self.last = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +100,10 @@ def prepare(cur: Any, *, schema: str, target: str, timeouts: Timeouts) -> None:
     set_session(cur)
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeouts.lock_ms}ms",))
     cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeouts.statement_ms}ms",))
+    # The default 4MB makes the joins of a few thousand keys against large tables spill to disk; JIT
+    # compilation costs more than it saves on these statements of a few thousand rows each.
+    cur.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
+    cur.execute("SELECT set_config('jit', 'off', true)")
     objid = zlib.crc32(schema.encode()) & 0x7FFFFFFF
     cur.execute("SAVEPOINT gardien_lock")
     try:
@@ -142,8 +173,13 @@ def apply_changeset(
     release_id: str | None = None,
     release_label: str | None = None,
     timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen value
+    dsn: str | None = None,
 ) -> ApplyResult:
     """Apply ``changeset`` in the caller's transaction (the caller commits, or rolls back on error).
+
+    With ``dsn`` (the database ``conn`` is connected to), the full-scope fingerprints are computed on two
+    other connections sharing this transaction's snapshot, concurrently with the rest of the apply;
+    without it, on ``conn`` itself (same result, one after the other).
 
     Raises ChangesetError (other catalog), ConflictError (three-way check; nothing written),
     SourceDataError (dangling references) or DeploymentError (lock, timeout, database refusal).
@@ -169,94 +205,163 @@ def apply_changeset(
             )
         if changeset.is_empty:
             return ApplyResult(status="empty", changeset_id=changeset_id, target=target)
-        keymap = KeyMap(cur, catalog)
-        current = read_touched(
-            cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
-        )
-        plans, drift = three_way(
-            catalog, changeset, {t: {k: v for k, (_, v) in rows.items()} for t, rows in current.items()}
-        )
-        check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
-        touched = [name for name, plan in plans.items() if plan.count]
-        before = scope_fingerprint(cur, catalog, touched)
-        ids_before = {name: [i for i, _ in current.get(name, {}).values()] for name in touched}
-        touched_before = rows_fingerprint(cur, catalog=catalog, ids=ids_before)
-        writes = {
-            name: TableWrites(
-                table=name,
-                inserts=[(i.key, i.values) for i in plan.inserts],
-                updates=plan.updates,
-                deletes=plan.deletes,
+        scan = None
+        if dsn is not None:
+            # Taken before any write: the readers see the scope exactly as this apply found it.
+            cur.execute("SELECT pg_export_snapshot()")
+            scan = SnapshotFingerprints.start(
+                lambda: pg.connect(dsn, application_name="gardien apply (fingerprint)"),
+                cur.fetchone()[0],
+                catalog,
+                [t.table for t in changeset.tables if t.count],
+                settings={
+                    "lock_timeout": f"{timeouts.lock_ms}ms",
+                    "statement_timeout": f"{timeouts.statement_ms}ms",
+                },
             )
-            for name, plan in plans.items()
-            if plan.count
-        }
+        try:
+            return _apply(
+                cur,
+                changeset,
+                changeset_id=changeset_id,
+                catalog=catalog,
+                target=target,
+                applied_at=applied_at,
+                deployment_id=deployment_id,
+                release_id=release_id,
+                release_label=release_label,
+                scan=scan,
+            )
+        finally:
+            if scan is not None:
+                scan.close()
+
+
+def _apply(
+    cur: Any,
+    changeset: Changeset,
+    *,
+    changeset_id: str,
+    catalog: Catalog,
+    target: str,
+    applied_at: datetime,
+    deployment_id: str | None,
+    release_id: str | None,
+    release_label: str | None,
+    scan: SnapshotFingerprints | None,
+) -> ApplyResult:
+    phase = Phases(f"apply {changeset_id[:12]} to {target}")
+    keymap = KeyMap(cur, catalog)
+    current = read_touched(
+        cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
+    )
+    phase("read touched rows")
+    plans, drift = three_way(
+        catalog, changeset, {t: {k: v for k, (_, v) in rows.items()} for t, rows in current.items()}
+    )
+    phase("three-way check")
+    check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
+    phase("references")
+    touched = [name for name, plan in plans.items() if plan.count]
+    if scan is None:
+        before = scope_fingerprint(cur, catalog, touched)
+        local_before = local_scope_fingerprint(cur, catalog, touched)
+    ids_before = {name: [i for i, _ in current.get(name, {}).values()] for name in touched}
+    touched_before = rows_fingerprint(cur, catalog=catalog, ids=ids_before)
+    local_touched_before = local_rows_fingerprint(cur, catalog=catalog, ids=ids_before)
+    phase("fingerprints of touched rows before")
+    writes = {
+        name: TableWrites(
+            table=name,
+            inserts=[(i.key, i.values) for i in plan.inserts],
+            updates=plan.updates,
+            deletes=plan.deletes,
+        )
+        for name, plan in plans.items()
+        if plan.count
+    }
+    with database_errors(target):
+        execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+    phase("writes")
+    # The full fingerprints after = before + (touched rows after - touched rows before); the touched
+    # rows now include the ones just inserted. Only the touched rows are read again.
+    ids_after = {}
+    for name in touched:
+        resolved = keymap.ids(catalog.table(name))
+        ids_after[name] = ids_before[name] + [resolved[k] for k in writes[name].keys() if k in resolved]
+    touched_after = rows_fingerprint(cur, catalog=catalog, ids=ids_after)
+    local_touched_after = local_rows_fingerprint(cur, catalog=catalog, ids=ids_after)
+    phase("fingerprints of touched rows after")
+    if scan is not None:
         with database_errors(target):
-            execute(cur, catalog=catalog, writes=writes, keymap=keymap)
-        # The full fingerprint after = before + (touched rows after - touched rows before); the touched
-        # rows now include the ones just inserted.
-        ids_after = {}
-        for name in touched:
-            resolved = keymap.ids(catalog.table(name))
-            ids_after[name] = ids_before[name] + [resolved[k] for k in writes[name].keys() if k in resolved]
-        after = before.shifted(rows_fingerprint(cur, catalog=catalog, ids=ids_after), touched_before)
-        images: dict[str, list[BeforeImage]] = {}
-        crosswalk: dict[str, list[tuple[Key, Any]]] = {}
-        for name, tw in writes.items():
-            ids = keymap.ids(catalog.table(name))
-            rows = current.get(name, {})
-            keys = sorted(tw.keys(), key=key_text)
-            images[name] = [
-                BeforeImage(
-                    key=k, id=rows[k][0] if k in rows else None, values=rows[k][1] if k in rows else None
-                )
-                for k in keys
-            ]
-            crosswalk[name] = [(k, ids.get(k)) for k in keys]
-        counts = {
-            n: {"inserts": len(p.inserts), "updates": len(p.updates), "deletes": len(p.deletes)}
-            for n, p in plans.items()
-            if p.count
-        }
-        dep_id = (
-            deployment_id
-            or "dep-"
-            + hashlib.sha256(f"{changeset_id}|{target}|{applied_at.isoformat()}".encode()).hexdigest()[:16]
-        )
-        journal.record(
-            cur,
-            deployment_id=dep_id,
-            changeset_id=changeset_id,
-            catalog_fingerprint=catalog.fingerprint,
-            applied_at=applied_at,
-            before_images=images,
-            crosswalk=crosswalk,
-            fingerprint_before=before.to_dict(),
-            fingerprint_after=after.to_dict(),
-            drift=[d.to_dict() for d in drift],
-            counts=counts,
-            release_id=release_id,
-            release_label=release_label,
-        )
-        return ApplyResult(
-            status="applied",
-            changeset_id=changeset_id,
-            target=target,
-            deployment_id=dep_id,
-            counts=counts,
-            drift=tuple(drift),
-            crosswalk=crosswalk,
-            fingerprint_before=before.digest,
-            fingerprint_after=after.digest,
-            matches_source=after == changeset.source_fingerprint.restricted(touched),
-        )
+            portable, local = scan.result()
+        before, local_before = portable.restricted(touched), local.restricted(touched)
+        phase("waiting for the full-scope fingerprints")
+    after = before.shifted(touched_after, touched_before)
+    local_after = local_before.shifted(local_touched_after, local_touched_before)
+    images: dict[str, list[BeforeImage]] = {}
+    crosswalk: dict[str, list[tuple[Key, Any]]] = {}
+    for name, tw in writes.items():
+        ids = keymap.ids(catalog.table(name))
+        rows = current.get(name, {})
+        keys = sorted(tw.keys(), key=key_text)
+        images[name] = [
+            BeforeImage(key=k, id=rows[k][0] if k in rows else None, values=rows[k][1] if k in rows else None)
+            for k in keys
+        ]
+        crosswalk[name] = [(k, ids.get(k)) for k in keys]
+    counts = {
+        n: {"inserts": len(p.inserts), "updates": len(p.updates), "deletes": len(p.deletes)}
+        for n, p in plans.items()
+        if p.count
+    }
+    phase("before-images")
+    dep_id = (
+        deployment_id
+        or "dep-"
+        + hashlib.sha256(f"{changeset_id}|{target}|{applied_at.isoformat()}".encode()).hexdigest()[:16]
+    )
+    journal.record(
+        cur,
+        deployment_id=dep_id,
+        changeset_id=changeset_id,
+        catalog_fingerprint=catalog.fingerprint,
+        applied_at=applied_at,
+        before_images=images,
+        crosswalk=crosswalk,
+        fingerprint_before=_with_local(before, local_before),
+        fingerprint_after=_with_local(after, local_after),
+        drift=[d.to_dict() for d in drift],
+        counts=counts,
+        release_id=release_id,
+        release_label=release_label,
+    )
+    phase("journal")
+    return ApplyResult(
+        status="applied",
+        changeset_id=changeset_id,
+        target=target,
+        deployment_id=dep_id,
+        counts=counts,
+        drift=tuple(drift),
+        crosswalk=crosswalk,
+        fingerprint_before=before.digest,
+        fingerprint_after=after.digest,
+        matches_source=after == changeset.source_fingerprint.restricted(touched),
+    )
+
+
+def _with_local(portable: ScopeFingerprint, local: ScopeFingerprint) -> dict[str, Any]:
+    """A journaled fingerprint: the portable one (what drift, release and reports read) and, under
+    ``local``, the local one the rollback proof compares (gardien.fingerprint, LOCAL fingerprint)."""
+    return {**portable.to_dict(), "local": local.to_dict()}
 
 
 def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
     """Connect to ``dsn``, apply in one transaction and commit; roll back on any error."""
     conn = pg.connect(dsn, application_name="gardien apply")
     try:
-        result = apply_changeset(conn, changeset, **kwargs)
+        result = apply_changeset(conn, changeset, dsn=dsn, **kwargs)
         conn.commit()
         return result
     except BaseException:

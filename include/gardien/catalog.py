@@ -32,6 +32,9 @@ class BoundTable:
     types: dict[str, str]
     fks: dict[str, ForeignKey]
     config: TableConfig
+    pk_type: str = (
+        ""  # format_type of the primary key (read by the local fingerprint; not in the catalog digest)
+    )
 
     @property
     def soft_delete(self) -> SoftDelete | None:
@@ -168,6 +171,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 types={c: table_cols[c][0] for c in managed},
                 fks=table_fks,
                 config=tc,
+                pk_type=table_cols[pk_col][0],
             )
         )
     if problems:

@@ -28,6 +28,7 @@ from gardien.references import check_references
 Progress = Callable[[str, int], None]
 
 _SIGN = "(-9223372036854775808)::bigint"
+DIFF_WORK_MEM = "256MB"
 
 # Each side streams, in binary COPY, fixed-width rows (key hash, the row hash's two halves, ctid) sorted
 # by key hash as unsigned (hence the sign flip): big-endian unsigned order is what numpy compares. COPY
@@ -324,6 +325,10 @@ def diff_connections(
         with source.cursor() as scur, target.cursor() as tcur:
             set_session(scur)
             set_session(tcur)
+            for cur in (scur, tcur):
+                # Each side sorts its table's rows by key hash (~100 MB at 1M rows): in memory rather than
+                # spilled to disk at the default 4MB. A cap for this transaction only, not an allocation.
+                cur.execute("SELECT set_config('work_mem', %s, true)", (DIFF_WORK_MEM,))
             s_cat = bind_catalog(source, catalog_config, label=source_label)
             t_cat = bind_catalog(target, catalog_config, label=target_label)
             assert_compatible(s_cat, t_cat, source_label=source_label, target_label=target_label)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
-from gardien.portable import RowSql, row_halves
+from gardien.portable import SESSION_SETTINGS, RowSql, qualified, row_halves
 
 # Each row's portable form is hashed (two seeded 64-bit halves, gardien.portable.row_halves) and the
 # halves are summed over the table: an additive multiset hash, independent of row order and physical
@@ -100,6 +102,15 @@ class ScopeFingerprint:
         )
 
 
+def ids_literal(ids: Iterable[Any]) -> sql.Composable:
+    """An array literal of primary-key values (not a parameter: a LIKE scope filter's "%" must not read as a
+    placeholder). Integer ids are written as one bigint[] text, much cheaper than quoting each element."""
+    ids = list(ids)
+    if all(type(i) is int for i in ids):
+        return sql.SQL("{}::bigint[]").format(sql.Literal("{" + ",".join(map(str, ids)) + "}"))
+    return sql.Literal(ids)
+
+
 def table_fingerprint(cur: Any, *, catalog: Catalog, table: BoundTable) -> TableFingerprint:
     """Fingerprint of the live, in-scope rows of one table, in portable form."""
     rs = RowSql.build(catalog, table)
@@ -122,8 +133,7 @@ def rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -
     for name, table_ids in ids.items():
         table = catalog.table(name)
         rs = RowSql.build(catalog, table)
-        # The ids as a literal, not a parameter: a LIKE scope filter's "%" must not read as a placeholder.
-        where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), sql.Literal(list(table_ids)))
+        where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), ids_literal(table_ids))
         cur.execute(sql.SQL(_TABLE_SQL).format(h1=h1, h2=h2, hashed=rs.hashed(where=where)))
         rows, low, high = cur.fetchone()
         out.append(TableFingerprint(table=name, rows=int(rows), low=int(low), high=int(high)))
@@ -141,3 +151,163 @@ def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None =
             table_fingerprint(cur, catalog=catalog, table=t) for t in catalog.tables if t.name in wanted
         )
     )
+
+
+# The LOCAL fingerprint: the same additive sums over the rows as they are stored, surrogate id and
+# foreign-key ids included, no join. It is not portable (ids differ between environments) and serves one
+# purpose: proving a rollback. Rollback restores deleted rows with their former ids, restores updated rows
+# in place and deletes inserted rows, so an exact restoration is also an id-exact one, and a restored scope
+# whose local fingerprint equals the one journaled before the deployment is the scope as it was, column
+# for column. The row hash is PostgreSQL's record hash (hash_record_extended, two seeds): no text is
+# rendered for types whose equality is identity (integers, booleans, dates, timestamps, uuid, numeric with
+# a fixed scale; text compared byte-wise under COLLATE "C"); every other type is hashed through its text
+# form, as the portable fingerprint does, so that "equal" never hides a different stored value (1.0 and
+# 1.00, -0 and 0, '1 day' and '24 hours', case-insensitive collations).
+_NATIVE_TYPES = re.compile(
+    r"^(smallint|integer|bigint|boolean|date|uuid|numeric\(\d+,\d+\)"
+    r"|timestamp(\(\d\))? with(out)? time zone)$"
+)
+_TEXT_TYPES = re.compile(r"^(text|character varying(\(\d+\))?)$")
+LOCAL_SEEDS = (0, 6148914691236517205)
+_LOCAL_SQL = """
+SELECT count(*), coalesce(sum(hash_record_extended({row}, {s1})), 0)::text,
+       coalesce(sum(hash_record_extended({row}, {s2})), 0)::text
+FROM {src} AS t0 WHERE {live} AND {where}
+"""
+
+
+def _local_column(column: str, typ: str) -> sql.Composable:
+    col = sql.SQL("t0.{}").format(sql.Identifier(column))
+    if _NATIVE_TYPES.match(typ):
+        return col
+    if _TEXT_TYPES.match(typ):
+        return sql.SQL('{} COLLATE "C"').format(col)
+    return sql.SQL('{}::text COLLATE "C"').format(col)
+
+
+def local_row(table: BoundTable) -> sql.Composable:
+    """ROW(primary key, managed columns) of a ``t0`` row, as the local fingerprint hashes it."""
+    cols = [(table.pk, table.pk_type)] + [(c, table.types[c]) for c in table.columns if c != table.pk]
+    return sql.SQL("ROW({})").format(sql.SQL(", ").join(_local_column(c, t) for c, t in cols))
+
+
+def local_table_fingerprint(
+    cur: Any, *, catalog: Catalog, table: BoundTable, where: sql.Composable | None = None
+) -> TableFingerprint:
+    """Local fingerprint of the live, in-scope rows of one table (also matching ``where``)."""
+    rs = RowSql.build(catalog, table)
+    cur.execute(
+        sql.SQL(_LOCAL_SQL).format(
+            row=local_row(table),
+            s1=sql.Literal(LOCAL_SEEDS[0]),
+            s2=sql.Literal(LOCAL_SEEDS[1]),
+            src=qualified(table),
+            live=rs.live_filter(),
+            where=sql.SQL("TRUE") if where is None else where,
+        )
+    )
+    rows, low, high = cur.fetchone()
+    return TableFingerprint(table=table.name, rows=int(rows), low=int(low), high=int(high))
+
+
+def local_scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str]) -> ScopeFingerprint:
+    """Local fingerprint of the named tables, in catalog order."""
+    wanted = set(tables)
+    return ScopeFingerprint(
+        tables=tuple(
+            local_table_fingerprint(cur, catalog=catalog, table=t) for t in catalog.tables if t.name in wanted
+        )
+    )
+
+
+def local_rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -> ScopeFingerprint:
+    """Local fingerprint of the live, in-scope rows of each table whose primary key is in ``ids[table]``."""
+    out = []
+    for name, table_ids in ids.items():
+        table = catalog.table(name)
+        where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), ids_literal(table_ids))
+        out.append(local_table_fingerprint(cur, catalog=catalog, table=table, where=where))
+    return ScopeFingerprint(tables=tuple(out))
+
+
+class SnapshotFingerprints:
+    """The full-scope portable and local fingerprints of some tables, computed on two other connections
+    that share the caller's snapshot (pg_export_snapshot), while the caller goes on with its transaction.
+
+    The exported snapshot is the state the caller's transaction started from (it must be taken before its
+    writes): the readers see exactly that state, never the caller's uncommitted writes, so the result is
+    the same as scanning on the caller's connection at that point, only concurrent with the rest of the
+    apply. ``start`` connects and imports the snapshot synchronously and returns None when that fails (the
+    caller then scans itself); ``result()`` waits and re-raises a reader's error; ``close()`` cancels
+    whatever still runs and closes the connections.
+    """
+
+    def __init__(self, conns: list[Any], catalog: Catalog, tables: list[str]) -> None:
+        self._catalog = catalog
+        self._tables = tables
+        self._conns = conns
+        self._results: dict[str, Any] = {}
+        self._threads = [
+            threading.Thread(target=self._run, args=(conn, kind), daemon=True)
+            for conn, kind in zip(conns, ("portable", "local"), strict=True)
+        ]
+        for t in self._threads:
+            t.start()
+
+    @classmethod
+    def start(
+        cls, connect: Any, snapshot: str, catalog: Catalog, tables: list[str], settings: dict[str, str]
+    ) -> SnapshotFingerprints | None:
+        """Open two readers on ``snapshot`` with ``settings`` (set_config, transaction-local) and start them."""
+        conns: list[Any] = []
+        try:
+            for _ in range(2):
+                conn = connect()
+                conns.append(conn)
+                conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SET TRANSACTION SNAPSHOT %s", (snapshot,)
+                    )  # the first statement, as required
+                    for name, value in [*SESSION_SETTINGS, *settings.items()]:
+                        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+        except Exception:  # noqa: BLE001 - no reader (connection limit, pooler...): the caller scans itself
+            for conn in conns:
+                conn.close()
+            return None
+        return cls(conns, catalog, tables)
+
+    def _run(self, conn: Any, kind: str) -> None:
+        try:
+            with conn.cursor() as cur:
+                if kind == "portable":
+                    self._results[kind] = scope_fingerprint(cur, self._catalog, self._tables)
+                else:
+                    self._results[kind] = local_scope_fingerprint(cur, self._catalog, self._tables)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._results[kind] = exc
+
+    def result(self) -> tuple[ScopeFingerprint, ScopeFingerprint]:
+        """(portable, local) fingerprints of the tables, once both readers are done."""
+        for t in self._threads:
+            t.join()
+        self.close()
+        for kind in ("portable", "local"):
+            if isinstance(self._results.get(kind), BaseException):
+                raise self._results[kind]
+        return self._results["portable"], self._results["local"]
+
+    def close(self) -> None:
+        for conn, t in zip(self._conns, self._threads, strict=True):
+            if t.is_alive():
+                try:
+                    conn.cancel()
+                except Exception:  # noqa: BLE001, S110 - best effort: the connection is closed below
+                    pass
+        for t in self._threads:
+            t.join()
+        for conn in self._conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110
+                pass

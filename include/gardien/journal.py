@@ -156,7 +156,9 @@ def _row(row: tuple[Any, ...]) -> Deployment:
                 BeforeImage(
                     freeze(i["key"]),
                     i["id"],
-                    None if i["values"] is None else {c: freeze(v) for c, v in i["values"].items()},
+                    None
+                    if i["values"] is None
+                    else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
                 )
                 for i in imgs
             ]

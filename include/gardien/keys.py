@@ -1,9 +1,9 @@
-"""Resolving portable natural keys to a database's own ids, set-based, through temporary tables."""
+"""Resolving portable natural keys to a database's own ids, set-based, through typed temporary tables."""
 
 from __future__ import annotations
 
+import io
 import itertools
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,17 +11,31 @@ from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
 from gardien.plan import table_order
-from gardien.portable import Key, freeze, key_text, qualified
+from gardien.portable import Key, key_text, qualified
 
 _instances = itertools.count(1)
+
+
+def copy_field(value: str | None) -> str:
+    """One field of COPY's text format (NULL as ``\\N``)."""
+    if value is None:
+        return "\\N"
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 class KeyMap:
     """Natural key → id for the keys one operation touches or references, kept in temp tables.
 
-    One temp table per managed table holds (nk jsonb, id, one typed column per key component); resolving is
-    one joined UPDATE per table, using the table's unique index on its natural key. Physical rows are
-    found whatever the scope or soft-delete state: ids are what foreign keys and writes need.
+    One temp table per managed table holds (nk text, id, one column per key component): ``nk`` is the key's
+    canonical text (gardien.portable.key_text), a plain component is typed as the table's own column (COPY
+    parses it with the column type's input function, as the portable text was produced by its output
+    function), a foreign-key component holds the parent key's text (``p<i>``) and the parent's id (``k<i>``).
+    Keys are resolved as they are added: COPY into a staging table, then one INSERT ... SELECT that looks
+    up each key through the table's unique natural-key index (parents are added, hence resolved, first).
+    Keys still unresolved (rows a write is about to insert) are looked up again by ``resolve`` once the
+    writes say the table changed (``invalidate``). Physical rows are found whatever the scope or
+    soft-delete state: ids are what foreign keys and writes need. The Python side remembers the key of
+    each text, so reading ids back parses nothing.
     """
 
     def __init__(self, cur: Any, catalog: Catalog) -> None:
@@ -29,20 +43,25 @@ class KeyMap:
         self.catalog = catalog
         self._prefix = f"_gk{next(_instances)}_"
         self._created: dict[str, sql.Identifier] = {}
+        self._staging: dict[str, sql.Identifier] = {}
+        self._keys: dict[str, dict[str, Key]] = {}  # table → key text → key
+        self._pending: set[str] = set()  # tables whose unresolved keys may resolve now
         self._order = table_order(catalog)
 
     def temp(self, table: BoundTable) -> sql.Identifier:
         """The temp table of ``table`` (created on first use, dropped at transaction end)."""
         ident = self._created.get(table.name)
         if ident is None:
-            ident = sql.Identifier(f"{self._prefix}{self.catalog.names.index(table.name)}")
-            comps = [
-                sql.SQL("t0.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
-                for i, c in enumerate(table.natural_key)
-            ]
+            name = f"{self._prefix}{self.catalog.names.index(table.name)}"
+            ident = sql.Identifier(name)
+            comps: list[sql.Composable] = []
+            for i, c in enumerate(table.natural_key):
+                comps.append(sql.SQL("t0.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"k{i}")))
+                if c in table.fks:
+                    comps.append(sql.SQL("NULL::text AS {}").format(sql.Identifier(f"p{i}")))
             self.cur.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT NULL::jsonb AS nk, t0.{pk} AS id, {comps} "
+                    "CREATE TEMP TABLE {tmp} ON COMMIT DROP AS SELECT NULL::text AS nk, t0.{pk} AS id, {comps} "
                     "FROM {src} AS t0 WITH NO DATA"
                 ).format(
                     tmp=ident,
@@ -52,66 +71,125 @@ class KeyMap:
                 )
             )
             self.cur.execute(sql.SQL("CREATE UNIQUE INDEX ON {} (nk)").format(ident))
+            staging = sql.Identifier(f"{name}_in")
+            self.cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, ident))
             self._created[table.name] = ident
+            self._staging[table.name] = staging
+            self._keys[table.name] = {}
         return ident
 
     def add(self, table: BoundTable, keys: Iterable[Key]) -> None:
-        """Register keys of ``table`` (and, recursively, the parent keys inside them)."""
-        keys = list(keys)
-        if not keys:
+        """Register keys of ``table`` (and, recursively, the parent keys inside them) and resolve them."""
+        tmp = self.temp(table)
+        known = self._keys[table.name]
+        new: dict[str, Key] = {}
+        for k in keys:
+            text = key_text(k)
+            if text not in known and text not in new:
+                new[text] = k
+        if not new:
             return
-        for i, column in enumerate(table.natural_key):
-            fk = table.fks.get(column)
-            if fk is not None:
-                self.add(self.catalog.table(fk.table), {k[i] for k in keys if k[i] is not None})
+        fk_parts = [(i, table.fks[c]) for i, c in enumerate(table.natural_key) if c in table.fks]
+        for i, fk in fk_parts:
+            parents = {k[i] for k in new.values() if isinstance(k, tuple) and len(k) > i}
+            self.add(self.catalog.table(fk.table), {p for p in parents if isinstance(p, tuple)})
+        fk_index = {i for i, _ in fk_parts}
+        loaded = [sql.Identifier("nk")]
+        for i in range(len(table.natural_key)):
+            loaded.append(sql.Identifier(f"p{i}" if i in fk_index else f"k{i}"))
+        buf = io.StringIO()
+        width = len(table.natural_key)
+        for text, k in new.items():
+            fields = [copy_field(text)]
+            # A malformed key (wrong shape) is registered but never resolves: callers report it as missing.
+            parts = k if isinstance(k, tuple) and len(k) == width else (None,) * width
+            for i, part in enumerate(parts):
+                if i in fk_index:
+                    fields.append(copy_field(key_text(part)) if isinstance(part, tuple) else "\\N")
+                else:
+                    fields.append(copy_field(part) if isinstance(part, str) else "\\N")
+            buf.write("\t".join(fields) + "\n")
+        buf.seek(0)
+        staging = self._staging[table.name]
+        self.cur.copy_expert(
+            sql.SQL("COPY {} ({}) FROM STDIN")
+            .format(staging, sql.SQL(", ").join(loaded))
+            .as_string(self.cur),
+            buf,
+        )
+        # Foreign-key components first (the parents' temp tables are resolved), then the key itself: one
+        # correlated lookup per key, always through the unique indexes (never a scan of a large table).
+        comps = [
+            sql.SQL("(SELECT p.id FROM {p} AS p WHERE p.nk = s.{pi}) AS {k}").format(
+                p=self.temp(self.catalog.table(fk.table)),
+                pi=sql.Identifier(f"p{i}"),
+                k=sql.Identifier(f"k{i}"),
+            )
+            if i in fk_index
+            else sql.SQL("s.{}").format(sql.Identifier(f"k{i}"))
+            for i, fk in ((i, table.fks.get(c)) for i, c in enumerate(table.natural_key))
+        ]
+        parents = [sql.SQL("s.{}").format(sql.Identifier(f"p{i}")) for i in sorted(fk_index)]
+        columns = [sql.Identifier(f"k{i}") for i in range(width)]
+        columns += [sql.Identifier(f"p{i}") for i in sorted(fk_index)]
         self.cur.execute(
             sql.SQL(
-                "INSERT INTO {} (nk) SELECT DISTINCT x::jsonb FROM unnest(%s::text[]) AS x ON CONFLICT (nk) DO NOTHING"
-            ).format(self.temp(table)),
-            ([key_text(k) for k in keys],),
+                "INSERT INTO {tmp} (nk, id, {columns}) SELECT x.nk, {lookup}, {xcols} "
+                "FROM (SELECT s.nk, {comps} FROM {staging} AS s OFFSET 0) AS x"
+            ).format(
+                tmp=tmp,
+                columns=sql.SQL(", ").join(columns),
+                lookup=self._lookup(table, "x"),
+                xcols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in columns),
+                comps=sql.SQL(", ").join([*comps, *parents]),
+                staging=staging,
+            )
+        )
+        self.cur.execute(sql.SQL("TRUNCATE {}").format(staging))
+        known.update(new)
+
+    def _lookup(self, table: BoundTable, alias: str) -> sql.Composable:
+        """The id of the row whose natural key is in ``alias``'s k<i> columns (NULL when there is none)."""
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t0.{} = {}.{}").format(sql.Identifier(c), sql.Identifier(alias), sql.Identifier(f"k{i}"))
+            for i, c in enumerate(table.natural_key)
+        )
+        # LIMIT 1: a target without a unique index on the natural key resolves to one of its duplicates,
+        # as a joined UPDATE did (the diff reports duplicate keys).
+        return sql.SQL("(SELECT t0.{pk} FROM {src} AS t0 WHERE {match} LIMIT 1)").format(
+            pk=sql.Identifier(table.pk), src=qualified(table), match=match
         )
 
+    def invalidate(self) -> None:
+        """Rows were written: keys still unresolved may resolve now (see ``resolve``)."""
+        self._pending.update(self._created)
+
     def resolve(self, tables: Iterable[str] | None = None) -> None:
-        """Look up the ids of every registered key still unresolved, parents first."""
-        wanted = set(self._created if tables is None else tables)
+        """Look up again, parents first, the keys still unresolved in tables written since (``invalidate``)."""
+        wanted = set(self._created if tables is None else tables) & self._pending
         for name in self._order:
-            if name not in wanted or name not in self._created:
+            if name not in wanted:
                 continue
+            self._pending.discard(name)
             table = self.catalog.table(name)
             tmp = self._created[name]
-            sets: list[sql.Composable] = []
-            for i, column in enumerate(table.natural_key):
-                fk = table.fks.get(column)
-                if fk is None:
-                    sets.append(
-                        sql.SQL(
-                            "{k} = (jsonb_populate_record(NULL::{src}, jsonb_build_object({c}, g.nk->{i}))).{col}"
-                        ).format(
-                            k=sql.Identifier(f"k{i}"),
-                            src=qualified(table),
-                            c=sql.Literal(column),
-                            i=sql.Literal(i),
-                            col=sql.Identifier(column),
-                        )
-                    )
-                else:
-                    parent = self.temp(self.catalog.table(fk.table))
-                    sets.append(
-                        sql.SQL("{k} = (SELECT p.id FROM {p} AS p WHERE p.nk = g.nk->{i})").format(
-                            k=sql.Identifier(f"k{i}"), p=parent, i=sql.Literal(i)
-                        )
-                    )
-            self.cur.execute(
-                sql.SQL("UPDATE {} AS g SET {} WHERE g.id IS NULL").format(tmp, sql.SQL(", ").join(sets))
-            )
-            match = sql.SQL(" AND ").join(
-                sql.SQL("t0.{} = g.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
+            sets = [
+                sql.SQL("{k} = (SELECT p.id FROM {p} AS p WHERE p.nk = g.{pi})").format(
+                    k=sql.Identifier(f"k{i}"),
+                    p=self.temp(self.catalog.table(table.fks[c].table)),
+                    pi=sql.Identifier(f"p{i}"),
+                )
                 for i, c in enumerate(table.natural_key)
-            )
+                if c in table.fks
+            ]
+            if sets:
+                self.cur.execute(
+                    sql.SQL("UPDATE {} AS g SET {} WHERE g.id IS NULL").format(tmp, sql.SQL(", ").join(sets))
+                )
             self.cur.execute(
-                sql.SQL(
-                    "UPDATE {tmp} AS g SET id = t0.{pk} FROM {src} AS t0 WHERE g.id IS NULL AND {match}"
-                ).format(tmp=tmp, pk=sql.Identifier(table.pk), src=qualified(table), match=match)
+                sql.SQL("UPDATE {tmp} AS g SET id = {lookup} WHERE g.id IS NULL").format(
+                    tmp=tmp, lookup=self._lookup(table, "g")
+                )
             )
 
     def ids(self, table: BoundTable) -> dict[Key, Any]:
@@ -119,6 +197,7 @@ class KeyMap:
         if table.name not in self._created:
             return {}
         self.cur.execute(
-            sql.SQL("SELECT nk::text, id FROM {} WHERE id IS NOT NULL").format(self._created[table.name])
+            sql.SQL("SELECT nk, id FROM {} WHERE id IS NOT NULL").format(self._created[table.name])
         )
-        return {freeze(json.loads(nk)): row_id for nk, row_id in self.cur.fetchall()}
+        known = self._keys[table.name]
+        return {known[nk]: row_id for nk, row_id in self.cur.fetchall()}

@@ -35,9 +35,12 @@ def set_session(cur: Any) -> None:
 
 def freeze(value: Any) -> Any:
     """JSON lists → tuples, recursively, so keys are hashable and compare equal across sources."""
-    if isinstance(value, list | tuple):
-        return tuple(freeze(v) if isinstance(v, list | tuple) else v for v in value)
+    if isinstance(value, _SEQUENCES):
+        return tuple([freeze(v) if isinstance(v, _SEQUENCES) else v for v in value])
     return value
+
+
+_SEQUENCES = (list, tuple)  # a tuple of types: isinstance is faster with it than with a union
 
 
 # One encoder for every call: json.dumps with options builds a new encoder each time, which dominated
@@ -45,9 +48,46 @@ def freeze(value: Any) -> Any:
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+_STRING = json.encoder.encode_basestring  # what _ENCODE uses for strings (ensure_ascii=False)
+
+
 def key_text(key: Key) -> str:
-    """Canonical JSON text of a key (used for sorting, temp tables and messages)."""
-    return _ENCODE(key)
+    """Canonical JSON text of a key (used for sorting, temp tables and messages).
+
+    Keys are tuples of text, None and nested keys: rendered here directly, exactly as ``_ENCODE`` would
+    (5x cheaper per call; one apply renders each of thousands of keys several times). Anything else
+    goes through the encoder itself.
+    """
+    if type(key) is not tuple:
+        return _ENCODE(key)
+    parts = []
+    for part in key:
+        kind = type(part)
+        if kind is str:
+            parts.append(_STRING(part))
+        elif part is None:
+            parts.append("null")
+        elif kind is tuple:
+            parts.append(key_text(part))
+        else:
+            return _ENCODE(key)
+    return "[" + ",".join(parts) + "]"
+
+
+def values_text(values: dict[str, Any]) -> str:
+    """Canonical JSON text of a dict of portable values (text, None or keys), as ``_ENCODE`` renders it."""
+    parts = []
+    for column, value in values.items():
+        kind = type(value)
+        if kind is str:
+            parts.append(_STRING(column) + ":" + _STRING(value))
+        elif value is None:
+            parts.append(_STRING(column) + ":null")
+        elif kind is tuple:
+            parts.append(_STRING(column) + ":" + key_text(value))
+        else:
+            return _ENCODE(values)
+    return "{" + ",".join(parts) + "}"
 
 
 def qualified(table: BoundTable) -> sql.Composed:

@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from gardien import journal, pg
-from gardien.apply import Timeouts, database_errors, prepare, read_touched
+from gardien.apply import Phases, Timeouts, database_errors, prepare, read_touched
 from gardien.catalog import bind_catalog
 from gardien.config import CatalogConfig
 from gardien.errors import RollbackError
-from gardien.fingerprint import ScopeFingerprint, scope_fingerprint
+from gardien.fingerprint import ScopeFingerprint, local_scope_fingerprint, scope_fingerprint
 from gardien.keys import KeyMap
 from gardien.portable import key_text
 from gardien.writes import TableWrites, execute
@@ -58,17 +58,21 @@ def rollback_deployment(
     """Restore the before-images of ``deployment_id`` in the caller's transaction, then prove it.
 
     Order: re-insert deleted rows (with their former ids) and restore updated rows parents first, then
-    delete inserted rows children first. Proof: the fingerprint of the touched tables equals the one the
-    journal recorded just before the deployment, plus the recorded effect of later deployments still in
-    effect on other rows (fingerprints are sums; see docs/adr/0001-changeset-engine.md).
+    delete inserted rows children first. Proof: the LOCAL fingerprint of the touched tables (stored rows,
+    ids included) equals the one the journal recorded just before the deployment, plus the recorded effect
+    of later deployments still in effect on other rows (fingerprints are sums; see
+    docs/adr/0001-changeset-engine.md). Deployments journaled without local fingerprints (earlier builds)
+    are proven with the portable fingerprint instead, over a full rescan.
 
     Raises RollbackError when the deployment is unknown, when a later deployment still in effect touched
     the same rows (unless ``force``), or when the proof fails ("manual repair needed"). On a failed proof
     the caller must roll the transaction back: the target then stays exactly as deployed.
     """
     with conn.cursor() as cur:
+        phase = Phases(f"rollback {deployment_id} on {target}")
         prepare(cur, schema=catalog_config.schema_, target=target, timeouts=timeouts)
         dep = journal.find(cur, deployment_id)
+        phase("journal")
         if dep is None:
             known = ", ".join(d.deployment_id for d in journal.history(cur)[-5:]) or "none"
             raise RollbackError(
@@ -84,15 +88,14 @@ def rollback_deployment(
                 changeset_id=dep.changeset_id,
                 target=target,
                 proven=bool(proof.get("proven")),
-                fingerprint_expected=expected.digest,
+                fingerprint_expected=str(proof.get("expected") or expected.digest),
                 fingerprint_restored=str(proof.get("restored", "")),
                 restored={},
             )
         touched = dep.touched()
+        later_active = journal.later_active(cur, dep)
         overlapping = [
-            d
-            for d in journal.later_active(cur, dep)
-            if any(touched.get(t, set()) & keys for t, keys in d.touched().items())
+            d for d in later_active if any(touched.get(t, set()) & keys for t, keys in d.touched().items())
         ]
         if overlapping and not force:
             names = ", ".join(d.name for d in overlapping)
@@ -100,11 +103,16 @@ def rollback_deployment(
                 f"deployment {dep.name} cannot be rolled back: later deployment(s) {names} changed the same rows "
                 "and are still in effect. Roll those back first, or pass --force to restore these rows anyway."
             )
+        phase("later deployments")
         catalog = bind_catalog(conn, catalog_config, label=target)
         keymap = KeyMap(cur, catalog)
-        current = read_touched(
-            cur, catalog=catalog, keymap=keymap, keys={t: list(k) for t, k in touched.items()}
-        )
+        # Which touched keys physically exist now (restoring needs nothing more: an update restores the
+        # whole before-image, soft-delete flag included).
+        for name, keys in touched.items():
+            keymap.add(catalog.table(name), keys)
+        keymap.resolve()
+        current = {name: keymap.ids(catalog.table(name)) for name in touched}
+        phase("key resolution")
         writes: dict[str, TableWrites] = {}
         for name, images in dep.before_images.items():
             now = current.get(name, {})
@@ -122,20 +130,45 @@ def rollback_deployment(
             writes[name] = tw
         with database_errors(target):
             execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+        phase("writes")
         # Later deployments still in effect legitimately changed other rows: their recorded effect is
         # added to the expectation (fingerprints are sums). Anything else that changed is unexplained.
-        for later in journal.later_active(cur, dep):
-            if later not in overlapping:
-                expected = expected.shifted(
-                    ScopeFingerprint.from_dict(later.fingerprint_after),
-                    ScopeFingerprint.from_dict(later.fingerprint_before),
+        later = [d for d in later_active if d not in overlapping]
+        portable_before = expected.digest
+        local = "local" in dep.fingerprint_before and all(
+            "local" in d.fingerprint_before and "local" in d.fingerprint_after for d in later
+        )
+        if local:
+            # The local proof (raw stored rows, ids included, no join): what an exact restoration must give.
+            expected_local = ScopeFingerprint.from_dict(dep.fingerprint_before["local"])
+            for d in later:
+                expected_local = expected_local.shifted(
+                    ScopeFingerprint.from_dict(d.fingerprint_after["local"]),
+                    ScopeFingerprint.from_dict(d.fingerprint_before["local"]),
                 )
-        restored = scope_fingerprint(cur, catalog, [t.table for t in expected.tables])
-        if restored != expected:
+            restored = local_scope_fingerprint(cur, catalog, [t.table for t in expected_local.tables])
+            compared = expected_local
+        else:
+            # Journaled by a build without local fingerprints: the portable proof, over the full scope.
+            for d in later:
+                expected = expected.shifted(
+                    ScopeFingerprint.from_dict(d.fingerprint_after),
+                    ScopeFingerprint.from_dict(d.fingerprint_before),
+                )
+            restored = scope_fingerprint(cur, catalog, [t.table for t in expected.tables])
+            compared = expected
+        phase(f"proof ({'local' if local else 'portable'})")
+        if restored != compared:
             raise RollbackError(
-                _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=expected, target=target)
+                _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=compared, target=target)
             )
-        proof = {"proven": True, "expected": expected.digest, "restored": restored.digest}
+        proof = {
+            "proven": True,
+            "method": "local" if local else "portable",
+            "expected": compared.digest,
+            "restored": restored.digest,
+            "portable_before": portable_before,
+        }
         journal.mark_rolled_back(cur, deployment_id=dep.deployment_id, at=rolled_back_at, proof=proof)
         return RollbackResult(
             status="rolled_back",
@@ -143,7 +176,7 @@ def rollback_deployment(
             changeset_id=dep.changeset_id,
             target=target,
             proven=True,
-            fingerprint_expected=expected.digest,
+            fingerprint_expected=compared.digest,
             fingerprint_restored=restored.digest,
             restored={t: len(imgs) for t, imgs in dep.before_images.items()},
             forced_over=tuple(d.deployment_id for d in overlapping),
@@ -171,6 +204,8 @@ def _unproven(
                 rows.append(
                     f"{name} {key_text(img.key)}: expected {img.values}, found {actual[1] if actual else None}"
                 )
+            elif actual is not None and img.id is not None and actual[0] != img.id:
+                rows.append(f"{name} {key_text(img.key)}: expected id {img.id}, found id {actual[0]}")
     tables = restored.differing(expected)
     detail = (
         "\n  ".join(rows[:50])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ from psycopg2 import sql
 from gardien.catalog import BoundTable, Catalog
 from gardien.keys import KeyMap
 from gardien.plan import table_order
-from gardien.portable import Key, canonical_text, key_text, qualified
+from gardien.portable import Key, canonical_text, key_text, qualified, values_text
 
 _instances = itertools.count(1)
 
@@ -50,11 +49,6 @@ def _copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-_dumps = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False
-).encode  # built once (see portable.key_text)
-
-
 def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keymap: KeyMap) -> None:
     """Write ``writes`` through ``cur``: inserts and updates parents first, deletes children first.
 
@@ -71,7 +65,7 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
     gc = sql.Identifier(f"_gc{next(_instances)}")
     cur.execute(
         sql.SQL(
-            "CREATE TEMP TABLE {} (tbl text, op text, key jsonb, vals jsonb, refs jsonb) ON COMMIT DROP"
+            "CREATE TEMP TABLE {} (tbl text, op text, key text, vals jsonb, refs jsonb) ON COMMIT DROP"
         ).format(gc)
     )
     buf = io.StringIO()
@@ -100,14 +94,15 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
 
 def _row(buf: io.StringIO, table: BoundTable, op: str, key: Key, values: dict[str, Any]) -> None:
     plain = {c: v for c, v in values.items() if c not in table.fks}
-    refs = {c: v for c, v in values.items() if c in table.fks}
-    fields = (table.name, op, key_text(key), _dumps(plain), _dumps(refs))
+    # Referenced keys as their canonical text: what the key map's ``nk`` column holds.
+    refs = {c: (None if v is None else key_text(v)) for c, v in values.items() if c in table.fks}
+    fields = (table.name, op, key_text(key), values_text(plain), values_text(refs))
     buf.write("\t".join(_copy_text(f) for f in fields) + "\n")
 
 
 def _ref_value(catalog: Catalog, table: BoundTable, column: str, keymap: KeyMap) -> sql.Composable:
     parent = keymap.temp(catalog.table(table.fks[column].table))
-    return sql.SQL("(SELECT p.id FROM {} AS p WHERE p.nk = c.refs->{})").format(parent, sql.Literal(column))
+    return sql.SQL("(SELECT p.id FROM {} AS p WHERE p.nk = c.refs->>{})").format(parent, sql.Literal(column))
 
 
 def _insert_and_update(
@@ -140,6 +135,7 @@ def _insert_and_update(
                 op=sql.Literal(op),
             )
         )
+    keymap.invalidate()
     keymap.resolve([table.name])
     joined = sql.SQL(
         "FROM {gc} AS c JOIN {gk} AS g ON g.nk = c.key CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, c.vals) AS r "

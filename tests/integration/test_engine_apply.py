@@ -247,3 +247,78 @@ def test_apply_lock_held_elsewhere_is_deployment_error(pair):
         holder.rollback()
         holder.close()
     assert query(target, "SELECT count(*) FROM unit") == [(0,)]
+
+
+def test_apply_fingerprints_are_the_same_with_and_without_the_concurrent_snapshot_readers(pair):
+    # deploy() computes the full-scope fingerprints on two connections sharing the apply's snapshot;
+    # apply_changeset() on a bare connection computes them itself. Both must journal the same values, and
+    # the journaled "after" must equal a fresh full scan of the applied target.
+    from gardien.apply import apply_changeset
+    from gardien.catalog import bind_catalog
+    from gardien.fingerprint import ScopeFingerprint, local_scope_fingerprint, scope_fingerprint
+    from gardien.portable import set_session
+
+    source, target = pair
+    load(target, BASE_STATE)
+    state = copy.deepcopy(BASE_STATE)
+    state["units"] = [*state["units"][:2], ("U4", "Neuro", "S2", "U1", "7.25")]
+    state["params"] = [("P1", "z", "U4"), ("P3", "new", "")]
+    load(source, state)
+    changeset = diff(source, target, catalog_config=catalog_config())
+    journaled = "SELECT fingerprint_before, fingerprint_after FROM gardien.deployment"
+    conn = psycopg2.connect(target)
+    try:
+        bare = apply_changeset(conn, changeset, catalog_config=catalog_config(), target="tgt", applied_at=NOW)
+        with conn.cursor() as cur:
+            cur.execute(journaled)
+            bare_journal = cur.fetchone()
+    finally:
+        conn.rollback()
+        conn.close()
+    _, result = _carry(source, target)
+    assert (result.fingerprint_before, result.fingerprint_after) == (
+        bare.fingerprint_before,
+        bare.fingerprint_after,
+    )
+    before, after = query(target, journaled)[0]
+    assert before == bare_journal[0]
+    # Local "after" sums include the ids of inserted rows: the undone bare apply used up sequence values.
+    assert {k: v for k, v in after.items() if k != "local"} == {
+        k: v for k, v in bare_journal[1].items() if k != "local"
+    }
+    assert "local" in before and "local" in after
+    conn = psycopg2.connect(target)
+    try:
+        with conn.cursor() as cur:
+            set_session(cur)
+            catalog = bind_catalog(conn, catalog_config())
+            touched = [t["table"] for t in after["tables"]]
+            assert scope_fingerprint(cur, catalog, touched) == ScopeFingerprint.from_dict(after)
+            assert local_scope_fingerprint(cur, catalog, touched) == ScopeFingerprint.from_dict(
+                after["local"]
+            )
+    finally:
+        conn.rollback()
+        conn.close()
+    assert result.matches_source is True
+
+
+def test_apply_without_snapshot_readers_scans_itself(pair, monkeypatch):
+    # When the two reader connections cannot be opened (connection limit, pooler), the apply computes the
+    # full-scope fingerprints on its own connection: same result, one after the other.
+    import gardien.apply
+
+    real_connect = gardien.apply.pg.connect
+
+    def refuse_readers(dsn, **kwargs):
+        if kwargs.get("application_name") == "gardien apply (fingerprint)":
+            raise psycopg2.OperationalError("too many connections")
+        return real_connect(dsn, **kwargs)
+
+    source, target = pair
+    load(source, BASE_STATE)
+    monkeypatch.setattr(gardien.apply.pg, "connect", refuse_readers)
+    _, result = _carry(source, target)
+    assert result.status == "applied" and result.matches_source is True
+    (before,) = query(target, "SELECT fingerprint_before FROM gardien.deployment")[0]
+    assert "local" in before

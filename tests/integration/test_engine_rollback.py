@@ -74,7 +74,10 @@ def test_rollback_restores_target_exactly_and_proves_it(pair):
     assert physical(target) != original
     result = _rollback(target, deployed.deployment_id)
     assert (result.status, result.proven) == ("rolled_back", True)
-    assert result.fingerprint_restored == result.fingerprint_expected == deployed.fingerprint_before
+    # The proof compares LOCAL fingerprints (stored rows, ids included); the portable one is kept beside.
+    assert result.fingerprint_restored == result.fingerprint_expected
+    (proof,) = query(target, "SELECT rollback_proof FROM gardien.deployment")[0]
+    assert proof["method"] == "local" and proof["portable_before"] == deployed.fingerprint_before
     assert physical(target) == original  # ids included: deleted rows come back with their former ids
 
 
@@ -156,3 +159,80 @@ def test_rollback_unknown_deployment_is_refused(pair):
         RollbackError, match=f"no deployment 'dep-nope' \\(latest: {deployed.deployment_id}\\)"
     ):
         _rollback(target, "dep-nope")
+
+
+def test_rollback_local_proof_detects_an_id_changed_on_an_untouched_row(pair):
+    # Invisible to the portable fingerprint (ids never enter it), so this is the local proof at work.
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE param SET valeur = 'x2' WHERE cle = 'P1'")
+    deployed = _deploy(source, target)
+    execute(target, "UPDATE param SET id = 999 WHERE cle = 'P2'")
+    state = physical(target)
+    with pytest.raises(RollbackError, match=r"(?s)manual repair needed: .*table\(s\) param.*did not touch"):
+        _rollback(target, deployed.deployment_id)
+    assert physical(target) == state
+
+
+def test_rollback_local_proof_names_a_touched_row_recreated_with_another_id(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE param SET valeur = 'x2' WHERE cle = 'P1'")
+    deployed = _deploy(source, target)
+    (old_id,) = query(target, "SELECT id FROM param WHERE cle = 'P1'")[0]
+    execute(
+        target,
+        "DELETE FROM param WHERE cle = 'P1'; "
+        "INSERT INTO param (id, cle, valeur, unit_codes) VALUES (9000, 'P1', 'x2', 'U1;U2')",
+    )
+    with pytest.raises(
+        RollbackError,
+        match=rf'manual repair needed(?s:.*)param \["P1"\]: expected id {old_id}, found id 9000',
+    ):
+        _rollback(target, deployed.deployment_id)
+
+
+def test_rollback_of_a_deployment_journaled_without_local_fingerprints_uses_the_portable_proof(pair):
+    # Deployments journaled by the previous build carry only the portable fingerprints.
+    source, target = pair
+    load(target, BASE_STATE)
+    original = physical(target)
+    _changed_source(source)
+    deployed = _deploy(source, target)
+    execute(
+        target,
+        "UPDATE gardien.deployment SET fingerprint_before = fingerprint_before - 'local', "
+        "fingerprint_after = fingerprint_after - 'local'",
+    )
+    result = _rollback(target, deployed.deployment_id)
+    assert (
+        result.proven
+        and result.fingerprint_restored == result.fingerprint_expected == deployed.fingerprint_before
+    )
+    (proof,) = query(target, "SELECT rollback_proof FROM gardien.deployment")[0]
+    assert proof["method"] == "portable"
+    assert physical(target) == original
+
+
+def test_rollback_over_a_later_legacy_deployment_on_other_rows_uses_the_portable_proof(pair):
+    source, target = pair
+    load(source, BASE_STATE)
+    load(target, BASE_STATE)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U1'")
+    first = _deploy(source, target)
+    execute(source, "UPDATE unit SET label = 'v2' WHERE code = 'U2'")
+    second = _deploy(source, target, at=LATER)
+    execute(
+        target,
+        "UPDATE gardien.deployment SET fingerprint_after = fingerprint_after - 'local' WHERE deployment_id = %s",
+        (second.deployment_id,),
+    )
+    assert _rollback(target, first.deployment_id).proven
+    (proof,) = query(
+        target,
+        "SELECT rollback_proof FROM gardien.deployment WHERE deployment_id = %s",
+        (first.deployment_id,),
+    )[0]
+    assert proof["method"] == "portable"
