@@ -1,7 +1,8 @@
 """Release DAGs, one per release path of the Gardien configuration (gardien_release_<path>).
 
 extract → validate (rehearsal) → approvals (Required Actions) → wait for the window → per stage:
-deploy (locked, three-way checked) → verify → on failure: rollback (policy) → close (report, outcome).
+deploy (locked, three-way checked) → verify → optional bake (repeated probes) → on failure: rollback (policy)
+→ close (report, outcome).
 Wiring only: every task calls gardien.airflow.release; nothing here touches a database at parse time.
 """
 
@@ -14,6 +15,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task, task_gr
 
 from gardien.airflow import release as rel
 from gardien.airflow.approval import GardienApprovalOperator, policy_from_yaml
+from gardien.airflow.bake import BakeOperator
 from gardien.airflow.callbacks import on_task_failure
 from gardien.airflow.dagspec import load_dag_specs
 from gardien.airflow.notifier import ApprovalRequestedNotifier
@@ -109,6 +111,16 @@ for spec in load_dag_specs(CONFIG):
                     .expand(environment=list(stage.targets))
                 )
             stage_groups.append(stage_group)
+            if stage.bake_minutes > 0:  # keep probing the stage's targets before going further
+                stage_groups.append(
+                    BakeOperator(
+                        task_id=f"bake_{stage.name}",
+                        path_name=path,
+                        stage=stage.name,
+                        release_id=opened,
+                        retries=1,
+                    )
+                )
 
         # ALL_DONE, not ONE_FAILED: with several targets per stage, rollback must wait until every target has
         # finished, or it would judge still-running targets failed. It skips itself when nothing failed.

@@ -148,6 +148,13 @@ DOSE = (
 )
 
 
+def _paths_with_bake(minutes: float, every_seconds: int) -> dict[str, Any]:
+    """The demo's release paths, with a bake period after the prod stage of the standard path."""
+    paths = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())["release_paths"]
+    paths["standard"]["stages"][-1].update(bake_minutes=minutes, bake_probe_every_seconds=every_seconds)
+    return paths
+
+
 def test_release_happy_path_two_stages_released_despite_slack_outage(
     release_setup: Callable[..., Setup], login: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,7 +168,8 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
             "max_total_seconds": 2.0,
         }
     }
-    setup = release_setup(extra={"notifications": notifications})
+    # a short bake after prod (6 s, a probe every 2 s) so the happy path goes through it too
+    setup = release_setup(extra={"notifications": notifications, "release_paths": _paths_with_bake(0.1, 2)})
     with FakeSlack() as slack:
         monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
         monkeypatch.setenv("SLACK_BASE_URL", slack.base_url)
@@ -171,9 +179,12 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
         assert dr.state == "success", states
         assert states["stage_preprod.verify_preprod"] == "success"
         assert states["stage_prod.verify_prod"] == "success"
+        assert states["bake_prod"] == "success"
         assert states["rollback"] == "skipped"
         h = history(setup)
         assert h.release.status == "closed"
+        baked = [v for v in h.validations if v.environment == "bake:prod"]
+        assert len(baked) == 1 and baked[0].passed and baked[0].report["rounds"] >= 3  # t=0, 2, 4, 6 s
         approvers = {a.approver for a in h.approvals}
         assert len(approvers) == 4  # 2 CAB + pharmacist + security, all distinct
         assert approvers & {"pharma.chef", "pharma.adjoint"}  # routed by content: the drug formulary changed
@@ -317,3 +328,60 @@ def test_emergency_release_outside_windows_needs_reason_and_stronger_policy(
     # emergency policy, stronger than prod's: the whole CAB, on top of the content routing
     assert {"chef.projet", "resp.exploitation", "dsi.adjoint"} <= approvers
     assert "parametreur" not in approvers
+
+
+def test_release_bake_probe_catches_a_direct_prod_edit_and_rolls_back(
+    release_setup: Callable[..., Setup], login: Callable
+) -> None:
+    import threading
+    import time
+
+    setup = release_setup(extra={"release_paths": _paths_with_bake(2.0, 2)})
+    edited = threading.Event()
+    stop = threading.Event()
+
+    def edit_prod_once_verified() -> None:
+        # Once prod is verified (the bake has begun), someone "fixes" the released dose directly in prod.
+        while not stop.is_set():
+            try:
+                verified = any(
+                    d.environment == "prod" and d.status == "verified" for d in history(setup).deployments
+                )
+            except Exception:  # noqa: BLE001 - the release is not open yet
+                verified = False
+            if verified:
+                execute(
+                    setup.dsns["prod"],
+                    "UPDATE regle_alerte_dose r SET dose_max = 12 FROM medicament m WHERE m.id = "
+                    "r.medicament_id AND m.code_ucd = '3400890010078' AND r.population = 'ADULTE'",
+                )
+                edited.set()
+                return
+            time.sleep(0.5)
+
+    editor = threading.Thread(target=edit_prod_once_verified, daemon=True)
+    editor.start()
+    started = time.monotonic()
+    try:
+        dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
+    finally:
+        stop.set()
+        editor.join(timeout=10)
+
+    assert edited.is_set()
+    assert dr.state == "failed"
+    assert states["stage_prod.verify_prod"] == "success"
+    assert states["bake_prod"] == "failed"
+    assert states["rollback"] == "success"
+    h = history(setup)
+    failed = [e for e in h.events if e.kind == "bake.failed"]
+    assert failed and failed[0].subject == "prod" and "edited prod directly" in (failed[0].reason or "")
+    assert h.rollbacks and all(r.proven for r in h.rollbacks)
+    assert {d.environment: d.status for d in h.deployments} == {
+        "preprod": "rolled_back",
+        "prod": "rolled_back",
+    }
+    assert h.release.status == "rolled_back"
+    assert scalar(setup.dsns["prod"], DOSE) == "20.000"  # before-image restored, the direct edit undone too
+    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"
+    assert time.monotonic() - started < 300  # failed at the first probe after the edit, not after 2 minutes

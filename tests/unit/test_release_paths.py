@@ -94,3 +94,43 @@ def test_parse_release_paths_two_stages_ordered() -> None:
 def test_parse_release_paths_bad_entry_names_it(raw: dict, match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         parse_release_paths(raw, environments=ENVS, source="g.yaml")
+
+
+def test_parse_release_paths_bake_period_and_stage_lookup() -> None:
+    paths = parse_release_paths(
+        {
+            "standard": {
+                "source": "qualif",
+                "stages": [
+                    {"name": "preprod", "targets": ["preprod"]},
+                    {
+                        "name": "prod",
+                        "targets": ["prod"],
+                        "bake_minutes": 0.5,
+                        "bake_probe_every_seconds": 10,
+                    },
+                ],
+            }
+        },
+        environments=ENVS,
+        source="g.yaml",
+    )
+    p = paths["standard"]
+    assert p.stage("preprod").bake_minutes == 0
+    assert (p.stage("prod").bake_minutes, p.stage("prod").bake_probe_every_seconds) == (0.5, 10)
+    with pytest.raises(ConfigurationError, match="has no stage 'qa'; stages: preprod, prod"):
+        p.stage("qa")
+
+
+@pytest.mark.parametrize(
+    ("stage", "match"),
+    [
+        ({"bake_minutes": -1}, r"stages\.0\.bake_minutes: .*greater than or equal to 0"),
+        ({"bake_minutes": 5, "bake_probe_every_seconds": 0}, r"stages\.0\.bake_probe_every_seconds"),
+        ({"bake_minutes": "long"}, r"stages\.0\.bake_minutes: .*valid number"),
+    ],
+)
+def test_parse_release_paths_bad_bake_named(stage: dict, match: str) -> None:
+    raw = {"standard": {"source": "qualif", "stages": [{"name": "prod", "targets": ["prod"], **stage}]}}
+    with pytest.raises(ConfigurationError, match=match):
+        parse_release_paths(raw, environments=ENVS, source="g.yaml")

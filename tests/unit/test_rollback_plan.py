@@ -29,7 +29,9 @@ def _path(rollback: str, policy: str):
     return parse_release_paths(raw, environments=ENVS, source="t.yaml")["ght"]
 
 
-def _history(deployments: dict[str, str], refused: tuple[str, ...] = ()) -> ledger.ReleaseHistory:
+def _history(
+    deployments: dict[str, str], refused: tuple[str, ...] = (), *, kind: str = "deployment.conflict"
+) -> ledger.ReleaseHistory:
     rel = ledger.Release(
         id="R-1",
         path=("ght",),
@@ -59,7 +61,7 @@ def _history(deployments: dict[str, str], refused: tuple[str, ...] = ()) -> ledg
         ledger.Event(
             seq=i,
             at=AT,
-            kind="deployment.conflict",
+            kind=kind,
             actor="a",
             release_id="R-1",
             subject=env,
@@ -121,3 +123,16 @@ P2_FAILS = {"preprod": "verified", "p1": "verified", "p2": "applied", "p3": "ver
 )
 def test_rollback_plan_policies(rollback, policy, deployments, refused, expected) -> None:
     assert rollback_plan(_path(rollback, policy), _history(deployments, refused)) == expected
+
+
+@pytest.mark.parametrize(
+    ("rollback", "policy", "expected"),
+    [
+        ("stage", "failed_target", ["p2"]),
+        ("stage", "whole_stage", ["p3", "p2", "p1"]),
+        ("all", "failed_target", ["p2", "preprod"]),
+    ],
+)
+def test_rollback_plan_bake_failure_counts_as_a_failed_verified_target(rollback, policy, expected) -> None:
+    history = _history(ALL_OK, ("p2",), kind="bake.failed")  # verified, then a bake probe failed on p2
+    assert rollback_plan(_path(rollback, policy), history) == expected

@@ -104,6 +104,17 @@ def current_fingerprint(svc: ReleaseService, environment: str, tables: list[str]
         conn.close()
 
 
+def rehearsal_expectation(history: Any) -> tuple[str | None, list[str]]:
+    """The fingerprint the rehearsal predicted for the touched tables, and those tables (None: no rehearsal)."""
+    rehearsal = next(
+        (v for v in reversed(history.validations) if v.environment.startswith("rehearsal:")), None
+    )
+    if rehearsal is None:
+        return None, []
+    report = rehearsal.report or {}
+    return report.get("expected_fingerprint"), list(report.get("touched_tables") or [])
+
+
 def verify_environment(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepContext) -> dict:
     """Suites + smoke probes on the deployed target, and its touched scope equals the rehearsal's."""
     from gardien.validation import parse_probes, verify_target
@@ -118,11 +129,7 @@ def verify_environment(svc: ReleaseService, release_id: str, environment: str, *
     )
     with svc.ledger() as conn:
         history = ledger.release_history(conn, release_id)
-    rehearsal = next(
-        (v for v in reversed(history.validations) if v.environment.startswith("rehearsal:")), None
-    )
-    expected = (rehearsal.report or {}).get("expected_fingerprint") if rehearsal else None
-    tables = list((rehearsal.report or {}).get("touched_tables") or []) if rehearsal else []
+    expected, tables = rehearsal_expectation(history)
     actual = current_fingerprint(svc, environment, tables) if expected and tables else None
     fingerprint_ok = expected is None or actual == expected
     data = report.to_dict()

@@ -74,6 +74,11 @@ def derive_outcome(
         return make(
             "missed_window", "approval came too late for this window; changes stay pending, nothing deployed"
         )
+    baked_bad = sorted({e.subject or "?" for e in history.events if e.kind == "bake.failed"})
+    if baked_bad:
+        return make(
+            "failed", f"bake probes failed on {', '.join(baked_bad)} and no rollback was recorded there"
+        )
     if final_targets and all(
         latest.get(t) is not None and latest[t].status == "verified" for t in final_targets
     ):

@@ -18,7 +18,11 @@ class _StageModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     targets: list[str] = Field(min_length=1)
-    bake_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    # After the stage is verified: keep probing its targets for this long (smoke probes + fingerprint still
+    # equal to the rehearsal's) before the next stage or the close; a failed probe rolls back like a failed
+    # verification. Fractions allowed (0.5 = 30 s). Waits between probes hold no worker slot.
+    bake_minutes: float = Field(default=0, ge=0, le=24 * 60)
+    bake_probe_every_seconds: int = Field(default=300, ge=1, le=3600)
 
 
 class _PathModel(BaseModel):
@@ -47,7 +51,8 @@ class _PathModel(BaseModel):
 class Stage:
     name: str
     targets: tuple[str, ...]
-    bake_minutes: int
+    bake_minutes: float = 0
+    bake_probe_every_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,14 @@ class ReleasePath:
     min_window_minutes: int
     approval_timeout_hours: float
     emergency: bool
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise ConfigurationError(
+            f"release path {self.name} has no stage {name!r}; stages: {', '.join(s.name for s in self.stages)}."
+        )
 
     @property
     def final_targets(self) -> tuple[str, ...]:
@@ -116,7 +129,10 @@ def parse_release_paths(
         paths[name] = ReleasePath(
             name=name,
             source=model.source,
-            stages=tuple(Stage(s.name, tuple(s.targets), s.bake_minutes) for s in model.stages),
+            stages=tuple(
+                Stage(s.name, tuple(s.targets), s.bake_minutes, s.bake_probe_every_seconds)
+                for s in model.stages
+            ),
             rollback=model.rollback,
             multi_target_policy=model.multi_target_policy,
             min_window_minutes=model.min_window_minutes,

@@ -211,8 +211,8 @@ def rollback(
 def rollback_plan(path: ReleasePath, history: ledger.ReleaseHistory) -> list[str]:
     """Which environments to roll back after a failure, in reverse deployment order.
 
-    A target failed when its deployment is applied but not verified, or its apply was refused (conflict or
-    database error: nothing applied there). Within the failed stage, ``multi_target_policy`` says whether only
+    A target failed when its deployment is applied but not verified, when a probe of its bake period failed,
+    or when its apply was refused (conflict or database error: nothing applied there). Within the failed stage, ``multi_target_policy`` says whether only
     the failed targets or every deployed target of the stage is reverted; ``rollback: all`` also reverts every
     earlier stage (sqitch's revert modes). No failed target (rejection, validation, missed window) → nothing.
     """
@@ -220,7 +220,12 @@ def rollback_plan(path: ReleasePath, history: ledger.ReleaseHistory) -> list[str
     for d in history.deployments:
         latest[d.environment] = d
     refused = {e.subject for e in history.events if e.kind in ("deployment.conflict", "deployment.failed")}
-    failed = {env for env, d in latest.items() if d.status == "applied"} | (refused - set(latest))
+    baked_bad = {e.subject for e in history.events if e.kind == "bake.failed"}
+    failed = (
+        {env for env, d in latest.items() if d.status == "applied"}
+        | (refused - set(latest))
+        | {env for env in baked_bad if env in latest and latest[env].status in ("applied", "verified")}
+    )
     if not failed:
         return []
     stage_index = min(i for i, s in enumerate(path.stages) if failed & set(s.targets))
