@@ -320,6 +320,13 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
     for task_id in seat_task_ids:
         rejection = context["ti"].xcom_pull(task_ids=task_id, key="rejection")
         if isinstance(rejection, Mapping):
+            from gardien import ledger
+
+            with svc.ledger() as conn:  # a retried close must not record the rejection twice
+                events = ledger.list_events(conn, release_id=release_id)
+            hint = "rejected"
+            if any(e.kind == "approval.rejected" for e in events):
+                break
             svc.set_status(release_id, "rejected", ctx=ctx, reason=str(rejection.get("reason")))
             svc.event(
                 release_id,
@@ -341,7 +348,6 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
                     )
                 except (LedgerError, ApprovalError) as exc:  # e.g. the changeset changed meanwhile
                     log.warning("release %s: rejection not recorded as a decision: %s", release_id, exc)
-            hint = "rejected"
             notices.notify(
                 svc, "rejected", release_id=release_id, by=rejection.get("by"), reason=rejection.get("reason")
             )
