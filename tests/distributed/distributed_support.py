@@ -41,6 +41,7 @@ class Scenario:
     fails_on: str | None = None  # a smoke probe fails verification on this target (e.g. "prod_07")
     with_preprod: bool = True  # a preprod stage before the production stage
     down_target: str | None = None  # this target's DSN names a closed port
+    missing_table: tuple[str, str] | None = None  # (target, managed table dropped from its schema)
 
     @property
     def dag_id(self) -> str:
@@ -77,9 +78,10 @@ SCENARIOS = (
     Scenario(
         path="ght_target_down",
         env_prefix="d_",
-        targets=3,
+        targets=4,
         policy="failed_target",
         down_target="prod_03",
+        missing_table=("prod_04", "champ_formulaire"),
         with_preprod=False,
     ),
 )
@@ -140,6 +142,13 @@ def copy_database(admin: str, source: str, name: str) -> str:
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(source))
         )
     return pg.dsn_for_database(admin, name)
+
+
+def drop_table(dsn: str, table: str) -> None:
+    from psycopg2 import sql
+
+    with pg.autocommit(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(table)))
 
 
 def write_config(path: Path, *, fleet: Fleet, scenarios: tuple[Scenario, ...], now: datetime) -> None:
@@ -328,6 +337,8 @@ def build_fleet(admin: str, *, prefix: str, scenarios: tuple[Scenario, ...]) -> 
                 fleet.dsns[env] = copy_database(admin, f"{prefix}{letters}prod", name)
                 fleet.created.append(name)
                 fleet.databases[env] = name
+            if s.missing_table:  # a target whose schema lacks a managed table (e.g. an older EHR version)
+                drop_table(fleet.dsns[s.env(s.missing_table[0])], s.missing_table[1])
             if s.down_target:
                 fleet.dsn_overrides[s.env(s.down_target)] = (
                     f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"

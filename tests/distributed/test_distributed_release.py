@@ -80,20 +80,25 @@ def test_distributed_release_whole_stage_policy_rolls_back_every_target(distribu
     assert result.history.release.status == "rolled_back"
 
 
-def test_distributed_release_target_down_fails_alone_with_its_reason(distributed: Session) -> None:
+def test_distributed_release_target_down_or_missing_a_table_fails_alone_with_its_reason(
+    distributed: Session,
+) -> None:
     result = distributed.results["ght_target_down"]
     s = result.scenario
     down = s.env(s.down_target or "")
+    broken, table = s.missing_table or ("", "")
+    broken = s.env(broken)
 
     assert result.state == "failed"
-    assert result.states(FAN_OUT_DEPLOY) == {0: "success", 1: "success", 2: "failed"}
-    refused = [e for e in result.history.events if e.kind == "deployment.failed"]
-    assert refused and {e.subject for e in refused} == {down}
-    assert "connect" in (refused[-1].reason or "").lower()  # the reason names the unreachable server
+    assert result.states(FAN_OUT_DEPLOY) == {0: "success", 1: "success", 2: "failed", 3: "failed"}
+    refused = {e.subject: e.reason or "" for e in result.history.events if e.kind == "deployment.failed"}
+    assert set(refused) == {down, broken}
+    assert "connect" in refused[down].lower()  # the reason names the unreachable server
+    assert table in refused[broken]  # ... and the table the target's schema lacks
     latest = result.latest_deployments()
-    assert down not in latest  # nothing recorded as applied there
-    assert result.history.rollbacks == ()  # failed_target: nothing was applied on the failed target
+    assert down not in latest and broken not in latest  # nothing recorded as applied there
+    assert result.history.rollbacks == ()  # failed_target: nothing was applied on the failed targets
     for target in s.production:
-        if target != down:
+        if target not in (down, broken):
             assert latest[target].status == "verified", target
             assert _diff_empty(distributed, s.env("qualif"), target), target
