@@ -118,6 +118,7 @@ def test_parse_release_paths_bake_period_and_stage_lookup() -> None:
     p = paths["standard"]
     assert p.stage("preprod").bake_minutes == 0
     assert (p.stage("prod").bake_minutes, p.stage("prod").bake_probe_every_seconds) == (0.5, 10)
+    assert p.required_window_minutes == 15.5  # a deployment starts only with the margin + every bake left
     with pytest.raises(ConfigurationError, match="has no stage 'qa'; stages: preprod, prod"):
         p.stage("qa")
 

@@ -215,7 +215,8 @@ def check_window(path_name: str, release_id: str) -> dict[str, str]:
     svc = service(path_name)
     ctx = step_context(context)
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    margin = timedelta(minutes=svc.path.min_window_minutes)
+    needed = svc.path.required_window_minutes  # min_window_minutes + the stages' bake periods
+    margin = timedelta(minutes=needed)
     if start is None or end is None or end <= start:
         raise AirflowFailException(
             f"release {release_id}: the run has no release window (data interval): trigger it with a logical "
@@ -234,7 +235,8 @@ def check_window(path_name: str, release_id: str) -> dict[str, str]:
         )
         raise AirflowFailException(
             f"release {release_id}: MISSED WINDOW — it is {ctx.now:%H:%M}Z, the window closes at {end:%H:%M}Z and a "
-            f"deployment needs {svc.path.min_window_minutes} min; changes stay pending for the next window."
+            f"deployment needs {needed:g} min (margin {svc.path.min_window_minutes} min + bake periods); "
+            "changes stay pending for the next window."
         )
     return {"window_start": str(start), "window_end": str(end)}
 

@@ -75,6 +75,12 @@ class ReleasePath:
         )
 
     @property
+    def required_window_minutes(self) -> float:
+        """How much of the window must remain when deployment starts: the deployment margin plus every bake
+        period (a bake watches production while the people of the window are still on hand)."""
+        return self.min_window_minutes + sum(s.bake_minutes for s in self.stages)
+
+    @property
     def final_targets(self) -> tuple[str, ...]:
         return self.stages[-1].targets
 
