@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gardien.errors import ApprovalError, EnvironmentUnavailableError, GardienError
+
+# Airflow 3.3.2 can lose an answer that lands while the task is still pausing into awaiting_input (the task
+# is then retried and asks again). An answer is sent only once the Required Action is this old.
+SETTLE_SECONDS = 3.0
+
+
+def seconds_until_settled(detail: dict[str, Any], *, settle: float = SETTLE_SECONDS) -> float:
+    """How long to wait before answering the Required Action ``detail`` (0: now is fine)."""
+    created = detail.get("created_at")
+    if not created:
+        return 0.0
+    age = (datetime.now(UTC) - datetime.fromisoformat(str(created).replace("Z", "+00:00"))).total_seconds()
+    return max(0.0, min(settle, settle - age))
+
+
+def wait_until_settled(detail: dict[str, Any], *, settle: float = SETTLE_SECONDS) -> None:
+    delay = seconds_until_settled(detail, settle=settle)
+    if delay:
+        time.sleep(delay)
 
 
 class AirflowAPIError(GardienError):

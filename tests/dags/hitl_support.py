@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gardien.cli.approvals import REJECT
-from gardien.restapi import AirflowAPI
+from gardien.restapi import AirflowAPI, seconds_until_settled
 
 WAIT = 60.0  # seconds a background approver waits for a Required Action to appear
 
@@ -74,10 +74,7 @@ class Approvers(threading.Thread):
 
 def settled(detail: dict[str, Any], seconds: float = 2.0) -> bool:
     """Answer like a person: Airflow 3.3.2 can lose an answer landing while the task is still pausing."""
-    from datetime import UTC, datetime
-
-    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
-    return (datetime.now(UTC) - created).total_seconds() >= seconds
+    return not seconds_until_settled(detail, settle=seconds)
 
 
 class AutoApprover(threading.Thread):

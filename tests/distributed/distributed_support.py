@@ -23,7 +23,7 @@ import yaml
 
 from gardien import ledger, pg
 from gardien.demo import airflow_distributed, airflow_local
-from gardien.restapi import AirflowAPI, AirflowAPIError
+from gardien.restapi import AirflowAPI, AirflowAPIError, seconds_until_settled
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTER = "parametreur"
@@ -215,12 +215,6 @@ def write_config(path: Path, *, fleet: Fleet, scenarios: tuple[Scenario, ...], n
     )
 
 
-def _settled(detail: dict[str, Any], seconds: float = 3.0) -> bool:
-    # Answer like a person: Airflow 3.3.2 can lose an answer landing while the task pauses into awaiting_input.
-    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
-    return (datetime.now(UTC) - created).total_seconds() >= seconds
-
-
 class Driver:
     """Triggers the runs and answers each run's Required Actions with distinct approvers until all end."""
 
@@ -278,7 +272,7 @@ class Driver:
                     continue
                 for detail in admin.pending_actions(dag_id, run_id):
                     free = [u["id"] for u in detail["assigned_users"] if u["id"] not in used[dag_id]]
-                    if not free or not _settled(detail):
+                    if not free or seconds_until_settled(detail):
                         continue
                     changeset = ((detail.get("params") or {}).get("changeset_id") or {}).get("value", "")
                     try:

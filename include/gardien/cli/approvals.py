@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from gardien.errors import ApprovalError, UsageError
-from gardien.restapi import AirflowAPI, AirflowAPIError
+from gardien.restapi import AirflowAPI, AirflowAPIError, wait_until_settled
 
 APPROVE = "Approve"
 REJECT = "Reject"
@@ -119,6 +119,9 @@ def answer_release(
             f"you reviewed changeset {changeset[:12]} but release {release} now asks approval for {shown[:12]}; "
             "review the new changeset before answering"
         )
+    wait_until_settled(
+        detail
+    )  # a Required Action that just appeared: answer once Airflow has parked the task
     try:
         res = api.answer(
             dag_id=ti["dag_id"],

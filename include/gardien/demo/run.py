@@ -21,7 +21,7 @@ import yaml
 from gardien import pg
 from gardien.demo import airflow_local
 from gardien.errors import GardienError
-from gardien.restapi import AirflowAPI, AirflowAPIError
+from gardien.restapi import AirflowAPI, AirflowAPIError, seconds_until_settled
 
 DAG_ID = "gardien_release_standard"
 REQUESTER = "parametreur"
@@ -106,16 +106,9 @@ def reserialize(settings: dict[str, str]) -> None:
         raise GardienError(f"`airflow dags reserialize` failed:\n{res.stderr[-2000:]}")
 
 
-def _settled(detail: dict[str, Any], seconds: float = 3.0) -> bool:
-    """Answer like a person, not within milliseconds: Airflow 3.3.2 can lose an answer that lands while the
-    task is still pausing into awaiting_input (the task is then retried and asks again)."""
-    created = datetime.fromisoformat(detail["created_at"].replace("Z", "+00:00"))
-    return (datetime.now(UTC) - created).total_seconds() >= seconds
-
-
 def approve_pending(api_for: Any, admin: AirflowAPI, run_id: str, used: set[str]) -> None:
     for detail in admin.pending_actions(DAG_ID, run_id):
-        if not _settled(detail):
+        if seconds_until_settled(detail):  # answer like a person, not within milliseconds
             continue
         ti = detail["task_instance"]
         candidates = [u["id"] for u in detail["assigned_users"] if u["id"] not in used]
