@@ -32,9 +32,8 @@ class BoundTable:
     types: dict[str, str]
     fks: dict[str, ForeignKey]
     config: TableConfig
-    pk_type: str = (
-        ""  # format_type of the primary key (read by the local fingerprint; not in the catalog digest)
-    )
+    # format_type of the primary key (read by the local fingerprint; not in the catalog digest)
+    pk_type: str = ""
 
     @property
     def soft_delete(self) -> SoftDelete | None:

@@ -266,9 +266,8 @@ class SnapshotFingerprints:
                 conns.append(conn)
                 conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
                 with conn.cursor() as cur:
-                    cur.execute(
-                        "SET TRANSACTION SNAPSHOT %s", (snapshot,)
-                    )  # the first statement, as required
+                    # The first statement of the transaction, as PostgreSQL requires.
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
                     for name, value in [*SESSION_SETTINGS, *settings.items()]:
                         cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         except Exception:  # noqa: BLE001 - no reader (connection limit, pooler...): the caller scans itself

@@ -109,8 +109,7 @@ def rollback_deployment(
         # Which touched keys physically exist now (restoring needs nothing more: an update restores the
         # whole before-image, soft-delete flag included).
         for name, keys in touched.items():
-            keymap.add(catalog.table(name), keys)
-        keymap.resolve()
+            keymap.add(catalog.table(name), keys)  # resolved as they are added
         current = {name: keymap.ids(catalog.table(name)) for name in touched}
         phase("key resolution")
         writes: dict[str, TableWrites] = {}

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
-from gardien.keys import KeyMap
+from gardien.keys import KeyMap, copy_field
 from gardien.plan import table_order
 from gardien.portable import Key, canonical_text, key_text, qualified, values_text
 
@@ -43,10 +43,6 @@ class TableWrites:
                 if values.get(column) is not None:
                     out.setdefault(fk.table, set()).add(values[column])
         return out
-
-
-def _copy_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keymap: KeyMap) -> None:
@@ -97,7 +93,7 @@ def _row(buf: io.StringIO, table: BoundTable, op: str, key: Key, values: dict[st
     # Referenced keys as their canonical text: what the key map's ``nk`` column holds.
     refs = {c: (None if v is None else key_text(v)) for c, v in values.items() if c in table.fks}
     fields = (table.name, op, key_text(key), values_text(plain), values_text(refs))
-    buf.write("\t".join(_copy_text(f) for f in fields) + "\n")
+    buf.write("\t".join(copy_field(f) for f in fields) + "\n")
 
 
 def _ref_value(catalog: Catalog, table: BoundTable, column: str, keymap: KeyMap) -> sql.Composable:

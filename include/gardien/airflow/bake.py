@@ -28,16 +28,15 @@ class BakeOperator(BaseOperator):
         self.path_name, self.stage, self.release_id = path_name, stage, release_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self._round(context, started=None)
+        return self._round(context, resumed=False)
 
-    def resume(
-        self, context: Context, event: Any = None, *, started: str | None = None, **_: Any
-    ) -> dict[str, Any]:
-        # ``started`` may be missing: dag.test() replaces the deferral kwargs by the trigger's event. The
-        # ledger's bake.started event is the reference either way.
-        return self._round(context, started=started or "ledger")
+    def resume(self, context: Context, event: Any = None, **_: Any) -> dict[str, Any]:
+        # The bake's start is read back from the ledger (event bake.started), not from the deferral kwargs:
+        # dag.test() replaces those by the trigger's event.
+        return self._round(context, resumed=True)
 
-    def _round(self, context: Context, *, started: str | None) -> dict[str, Any]:
+    def _round(self, context: Context, *, resumed: bool) -> dict[str, Any]:
+        from gardien import ledger
         from gardien.airflow.release import service, step_context
         from gardien.errors import LedgerError
         from gardien.release import bake, stages
@@ -45,11 +44,15 @@ class BakeOperator(BaseOperator):
         svc = service(self.path_name)
         stage = svc.path.stage(self.stage)
         ctx = step_context(context)
-        targets = [t for t in stages.deployed_environments(svc, self.release_id) if t in stage.targets]
+        with (
+            svc.ledger() as conn
+        ):  # one read per round: targets, the bake's start and the rehearsal's prediction
+            history = ledger.release_history(conn, self.release_id)
+        targets = [t for t in stages.deployed_in(history) if t in stage.targets]
         if not targets:
             self.log.info("Stage %s has no deployed target to bake.", self.stage)
             return {"environments": [], "rounds": 0, "minutes": stage.bake_minutes}
-        if started is None:
+        if not resumed:
             begin = bake.start(
                 svc,
                 self.release_id,
@@ -59,34 +62,27 @@ class BakeOperator(BaseOperator):
                 minutes=stage.bake_minutes,
                 every_seconds=stage.bake_probe_every_seconds,
             )
-        else:
-            found = bake.started_at(svc, self.release_id, self.stage)
-            if found is None:
-                raise LedgerError(
-                    f"release {self.release_id}: the bake of stage {self.stage} resumed but the ledger has no "
-                    "bake.started event for it; clear the task to restart the bake."
-                )
+        elif (found := bake.started_at(history, self.stage)) is not None:
             begin = found
+        else:
+            raise LedgerError(
+                f"release {self.release_id}: the bake of stage {self.stage} resumed but the ledger has no "
+                "bake.started event for it; clear the task to restart the bake."
+            )
         now = datetime.now(UTC)
         round_no = 1 + int((now - begin).total_seconds() // stage.bake_probe_every_seconds)
         for env in targets:
             try:
-                result = bake.probe(svc, self.release_id, env, ctx=ctx, round_no=round_no)
+                result = bake.probe(svc, history, env, ctx=ctx, round_no=round_no)
             except ValidationFailedError as exc:
                 raise AirflowFailException(str(exc)) from exc
             self.log.info("Bake probe %d of %s passed: %s", round_no, env, result)
         deadline = begin + timedelta(minutes=stage.bake_minutes)
         now = datetime.now(UTC)
         if now >= deadline:
-            return bake.complete(
-                svc, self.release_id, targets, ctx=ctx, rounds=round_no, minutes=stage.bake_minutes
-            )
+            return bake.complete(svc, history, targets, ctx=ctx, rounds=round_no, minutes=stage.bake_minutes)
         moment = min(now + timedelta(seconds=stage.bake_probe_every_seconds), deadline)
         self.log.info(
             "Next bake probe at %s (bake ends %s); deferred, no worker slot held.", moment, deadline
         )
-        self.defer(
-            trigger=DateTimeTrigger(moment=moment),
-            method_name="resume",
-            kwargs={"started": begin.isoformat()},
-        )
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="resume")

@@ -49,18 +49,21 @@ def start(
     return ctx.now
 
 
-def started_at(svc: ReleaseService, release_id: str, stage: str) -> datetime | None:
+def started_at(history: ledger.ReleaseHistory, stage: str) -> datetime | None:
     """When the latest bake of ``stage`` started (None: it never started)."""
-    with svc.ledger() as conn:
-        events = ledger.list_events(conn, release_id=release_id)
-    for event in reversed(events):
+    for event in reversed(history.events):
         if event.kind == "bake.started" and event.subject == stage:
             return datetime.fromisoformat(event.payload["started"])
     return None
 
 
 def probe(
-    svc: ReleaseService, release_id: str, environment: str, *, ctx: StepContext, round_no: int
+    svc: ReleaseService,
+    history: ledger.ReleaseHistory,
+    environment: str,
+    *,
+    ctx: StepContext,
+    round_no: int,
 ) -> dict[str, Any]:
     """One probe of ``environment``. Raises ValidationFailedError (after recording it) when it fails."""
     from gardien.validation import parse_probes
@@ -72,8 +75,7 @@ def probe(
         results = run_probes(conn, probes)
     finally:
         conn.close()
-    with svc.ledger() as lconn:
-        history = ledger.release_history(lconn, release_id)
+    release_id = history.release.id
     expected, tables = rehearsal_expectation(history)
     actual = current_fingerprint(svc, environment, tables) if expected and tables else None
     failures = [f"{r.name}: {r.message}" for r in results if not r.passed]
@@ -117,7 +119,7 @@ def probe(
 
 def complete(
     svc: ReleaseService,
-    release_id: str,
+    history: ledger.ReleaseHistory,
     environments: list[str],
     *,
     ctx: StepContext,
@@ -126,12 +128,11 @@ def complete(
 ) -> dict[str, Any]:
     """Record a bake that ran its full period with every probe passing."""
     with svc.ledger() as conn:
-        changeset_id = ledger.get_release(conn, release_id).changeset_id or ""
         for env in environments:
             ledger.record_validation(
                 conn,
-                release_id=release_id,
-                changeset_id=changeset_id,
+                release_id=history.release.id,
+                changeset_id=history.release.changeset_id or "",
                 environment=f"bake:{env}",
                 passed=True,
                 report={"environment": env, "rounds": rounds, "minutes": minutes},

@@ -212,9 +212,9 @@ def rollback_plan(path: ReleasePath, history: ledger.ReleaseHistory) -> list[str
     """Which environments to roll back after a failure, in reverse deployment order.
 
     A target failed when its deployment is applied but not verified, when a probe of its bake period failed,
-    or when its apply was refused (conflict or database error: nothing applied there). Within the failed stage, ``multi_target_policy`` says whether only
-    the failed targets or every deployed target of the stage is reverted; ``rollback: all`` also reverts every
-    earlier stage (sqitch's revert modes). No failed target (rejection, validation, missed window) → nothing.
+    or when its apply was refused (conflict or database error: nothing applied there). Within the failed
+    stage, ``multi_target_policy`` says whether only the failed targets or every deployed target of the stage
+    is reverted; ``rollback: all`` also reverts every earlier stage (sqitch's revert modes). No failed target (rejection, validation, missed window) → nothing.
     """
     latest: dict[str, ledger.DeploymentRecord] = {}
     for d in history.deployments:
@@ -249,6 +249,11 @@ def deployed_environments(svc: ReleaseService, release_id: str) -> list[str]:
             history = ledger.release_history(conn, release_id)
         except LedgerError:
             return []
+    return deployed_in(history)
+
+
+def deployed_in(history: ledger.ReleaseHistory) -> list[str]:
+    """``deployed_environments`` of an already-read history."""
     latest: dict[str, ledger.DeploymentRecord] = {}
     for d in history.deployments:
         latest[d.environment] = d
