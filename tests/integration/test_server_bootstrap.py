@@ -77,3 +77,13 @@ def test_embedded_wanted_port_taken_uses_next_free_port(
     assert f"port {taken} is taken" in capsys.readouterr().out
     assert f":{taken}/" not in got.dsn
     psycopg2.connect(got.dsn).close()
+
+
+def test_a_port_bound_without_listening_is_not_free_for_the_embedded_server() -> None:
+    # The local end of a client connection: nothing answers there, yet PostgreSQL's bind would fail.
+    with socket.socket() as client_end:
+        client_end.bind(("127.0.0.1", 0))
+        port = client_end.getsockname()[1]
+        assert not server._port_in_use(port)
+        assert not server._port_free(port)
+        assert server._free_port(port) != port

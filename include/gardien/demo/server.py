@@ -51,6 +51,20 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_free(port: int) -> bool:
+    """Nothing listens on the port AND a server could bind it: a port in the ephemeral range can be the local
+    end of some client connection, which refuses connections yet makes the server's bind fail."""
+    if _port_in_use(port):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds its listen socket
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _state_dir(root: Path) -> Path:
     d = root / ".gardien"
     d.mkdir(exist_ok=True)
@@ -113,7 +127,7 @@ def _embedded_running(pgdata: Path) -> int | None:
 
 def _free_port(start: int) -> int:
     for port in range(start, start + 200):
-        if not _port_in_use(port):
+        if _port_free(port):
             return port
     raise EnvironmentUnavailableError(
         f"no free TCP port between {start} and {start + 199} for the embedded PostgreSQL; "
@@ -147,7 +161,7 @@ def start_embedded(root: Path) -> Server:
     else:
         _prepare_root_permissions(pgdata)
     wanted = int((state / "pg.port").read_text()) if (state / "pg.port").exists() else EMBEDDED_FIRST_PORT
-    port = wanted if not _port_in_use(wanted) else _free_port(wanted + 1)
+    port = wanted if _port_free(wanted) else _free_port(wanted + 1)
     if port != wanted:
         print(f"gardien: port {wanted} is taken by another program; the embedded server uses {port} instead.")
     (state / "pg.port").write_text(str(port))
