@@ -34,6 +34,8 @@ class BoundTable:
     config: TableConfig
     # format_type of the primary key (read by the local fingerprint; not in the catalog digest)
     pk_type: str = ""
+    # columns declared NOT NULL (read by gardien.rowhash; not in the catalog digest)
+    not_null: frozenset[str] = frozenset()
 
     @property
     def soft_delete(self) -> SoftDelete | None:
@@ -73,7 +75,7 @@ class Catalog:
 
 
 _COLUMNS_SQL = """
-SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity <> ''
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attidentity <> '', a.attnotnull
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -110,8 +112,11 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
     with conn.cursor() as cur:
         cur.execute(_COLUMNS_SQL, (config.schema_, names))
         columns: dict[str, dict[str, tuple[str, bool]]] = {}
-        for table, column, typ, identity in cur.fetchall():
+        not_null: dict[str, set[str]] = {}
+        for table, column, typ, identity, required in cur.fetchall():
             columns.setdefault(table, {})[column] = (typ, identity)
+            if required:
+                not_null.setdefault(table, set()).add(column)
         cur.execute(_CONSTRAINTS_SQL, (config.schema_, names))
         constraints = cur.fetchall()
     missing = [n for n in names if n not in columns]
@@ -171,6 +176,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 fks=table_fks,
                 config=tc,
                 pk_type=table_cols[pk_col][0],
+                not_null=frozenset(not_null.get(tc.name, ())),
             )
         )
     if problems:

@@ -11,7 +11,8 @@ from gardien.errors import ChangesetError
 from gardien.fingerprint import ScopeFingerprint
 from gardien.portable import Key, freeze, key_text
 
-FORMAT = "gardien.changeset/1"
+# /2: fingerprints of gardien.rowhash (gardien.rowhash.SCHEME); /1 summed SQL-rendered row hashes.
+FORMAT = "gardien.changeset/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,12 @@ class Changeset:
             raise ChangesetError(
                 f"changeset {str(doc['id'])[:12]} was altered: its content hashes to {actual[:12]}. "
                 "Do not edit changesets; capture a new one with `gardien diff`."
+            )
+        found = doc["changeset"].get("format")
+        if isinstance(found, str) and found.startswith("gardien.changeset/") and found != FORMAT:
+            raise ChangesetError(
+                f"changeset {actual[:12]} has format {found}, made by another Gardien version (this one reads "
+                f"{FORMAT}; their fingerprints are computed differently). Capture it again with `gardien diff`."
             )
         try:
             changeset = _from_body(doc["changeset"])

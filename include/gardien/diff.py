@@ -1,11 +1,8 @@
-"""Diff by natural keys: stream both sides sorted, merge-join in constant memory, fetch only what differs."""
+"""Diff by natural keys: hash both sides' rows (gardien.rowhash), match them by key hash, fetch only what differs."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,38 +19,21 @@ from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, SourceDataError
 from gardien.fingerprint import ScopeFingerprint, TableFingerprint
 from gardien.keys import KeyMap
-from gardien.portable import RowSql, freeze, key_text, row_halves, set_session
+from gardien.portable import RowSql, freeze, key_text, set_session
 from gardien.references import check_references
+from gardien.rowhash import RowHasher, exact_sum, halves
 
 Progress = Callable[[str, int], None]
 
-_SIGN = "(-9223372036854775808)::bigint"
-DIFF_WORK_MEM = "256MB"
+DIFF_WORK_MEM = "64MB"
+BATCH = 262_144  # rows hashed at once per side (gardien.rowhash streams each table in batches)
 
-# Each side streams, in binary COPY, fixed-width rows (key hash, the row hash's two halves, ctid) sorted
-# by key hash as unsigned (hence the sign flip): big-endian unsigned order is what numpy compares. COPY
-# rather than a cursor: no per-row Python object, and both servers work at once (one thread each).
-_STREAM_SQL = """
-COPY (SELECT s.kh, {h1}, {h2}, s.ctid FROM ({hashed}) AS s ORDER BY s.kh # {sign}) TO STDOUT (FORMAT binary)
-"""
+# Per side and table, the live rows as (key hash, the row hash's two halves, ctid), from gardien.rowhash:
+# the server streams each row's own columns hashed and its foreign keys as ids, the client translates and
+# mixes, then sorts by key hash (numpy) and merges. 32 bytes a row are held per side.
 _ROW = np.dtype(
-    [
-        ("n", ">i2"),
-        ("l1", ">i4"),
-        ("kh", ">u8"),
-        ("l2", ">i4"),
-        ("h1", ">i8"),
-        ("l3", ">i4"),
-        ("h2", ">i8"),
-        ("l4", ">i4"),
-        ("block", ">u4"),
-        ("pos", ">u2"),
-    ]
+    [("kh", "<u8"), ("h1", "<i8"), ("h2", "<i8"), ("block", "<u4"), ("pos", "<u2")], align=True
 )
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no header extension
-_TRAILER = b"\xff\xff"
-BATCH = 65_536  # rows per side held at once: memory stays constant whatever the table size
-_CHUNK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -71,8 +51,8 @@ class _Side:
 
     def add(self, batch: np.ndarray) -> None:
         self.rows += len(batch)
-        self.low += _exact_sum(batch["h1"])
-        self.high += _exact_sum(batch["h2"])
+        self.low += exact_sum(batch["h1"])
+        self.high += exact_sum(batch["h2"])
 
     def ctids(self, name: str) -> list[str]:
         parts = getattr(self, name)
@@ -80,78 +60,6 @@ class _Side:
             return []
         rows = np.concatenate(parts)
         return [f"({b},{p})" for b, p in zip(rows["block"].tolist(), rows["pos"].tolist(), strict=True)]
-
-
-def _exact_sum(values: np.ndarray) -> int:
-    """Sum of signed 64-bit values without overflow: high and low 32-bit parts summed apart."""
-    v = values.astype(np.int64)
-    return (int((v >> 32).sum()) << 32) + int((v & 0xFFFFFFFF).sum())
-
-
-class _Stream:
-    """One side's sorted rows: a thread runs the COPY into a pipe, the caller reads numpy batches."""
-
-    def __init__(self, conn: Any, query: str, name: str) -> None:
-        read_fd, write_fd = os.pipe()
-        with contextlib.suppress(OSError):  # a larger pipe means fewer wake-ups; Linux only
-            fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _CHUNK)
-        self._reader = os.fdopen(read_fd, "rb", buffering=0)
-        self._writer = os.fdopen(write_fd, "wb", buffering=_CHUNK)
-        self._pending = b""
-        self._started = False
-        self.done = False
-        self._failure: list[BaseException] = []
-
-        def produce() -> None:
-            try:
-                with conn.cursor() as cur:
-                    cur.copy_expert(query, self._writer)
-            except BaseException as exc:  # re-raised in the reading thread
-                self._failure.append(exc)
-            finally:
-                with contextlib.suppress(OSError):
-                    self._writer.close()
-
-        self._thread = threading.Thread(target=produce, name=f"gardien-diff-{name}", daemon=True)
-        self._thread.start()
-
-    def read(self, rows: int) -> np.ndarray:
-        """Up to ``rows`` more rows (fewer only at the end of the stream)."""
-        want = rows * _ROW.itemsize + (0 if self._started else len(_HEADER))
-        chunks = [self._pending]
-        size = len(self._pending)
-        while size < want and not self.done:
-            chunk = self._reader.read(max(_CHUNK, want - size))
-            if not chunk:
-                self.done = True
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-        if self.done:
-            self.close()
-            if data.endswith(_TRAILER):
-                data = data[: -len(_TRAILER)]
-        if not self._started and data:
-            if not data.startswith(_HEADER):
-                raise ChangesetError(
-                    "unexpected COPY header from the server; the diff cannot read this stream."
-                )
-            data = data[len(_HEADER) :]
-            self._started = True
-        whole = min(len(data) // _ROW.itemsize, rows)
-        self._pending = data[whole * _ROW.itemsize :]
-        if self.done and self._pending:
-            raise ChangesetError(f"truncated COPY stream ({len(self._pending)} bytes left); capture again.")
-        return np.frombuffer(data, dtype=_ROW, count=whole).copy()
-
-    def close(self, *, quiet: bool = False) -> None:
-        """Stop reading (a producer still writing gets a broken pipe) and re-raise its failure unless quiet."""
-        with contextlib.suppress(OSError):
-            self._reader.close()
-        self._thread.join()
-        if self._failure and not quiet:
-            raise self._failure[0]
 
 
 def _compare(s: np.ndarray, t: np.ndarray, s_side: _Side, t_side: _Side) -> None:
@@ -179,27 +87,38 @@ def _compare(s: np.ndarray, t: np.ndarray, s_side: _Side, t_side: _Side) -> None
         t_side.fetch.append(t[~t_same])
 
 
-def _merge(source: _Stream, target: _Stream, s_side: _Side, t_side: _Side) -> None:
-    """Walk both key-hash-sorted streams in batches; a batch ends below the smaller last key hash seen."""
-    empty = np.empty(0, dtype=_ROW)
-    s_buf, t_buf, want = empty, empty, BATCH
-    while True:
-        if not source.done and len(s_buf) < want:
-            s_buf = np.concatenate([s_buf, source.read(want - len(s_buf))])
-        if not target.done and len(t_buf) < want:
-            t_buf = np.concatenate([t_buf, target.read(want - len(t_buf))])
-        bounds = [b["kh"][-1] for b, st in ((s_buf, source), (t_buf, target)) if not st.done and len(b)]
-        if not bounds:
-            _compare(s_buf, t_buf, s_side, t_side)
-            return
-        # Rows at the bound itself may continue in the next read: keep them for the next batch.
-        bound = min(bounds)
-        i, j = np.searchsorted(s_buf["kh"], bound), np.searchsorted(t_buf["kh"], bound)
-        if i == 0 and j == 0:
-            want *= 2  # one key hash fills a whole batch (massive duplication): read further
-            continue
-        _compare(s_buf[:i], t_buf[:j], s_side, t_side)
-        s_buf, t_buf, want = s_buf[i:], t_buf[j:], BATCH
+def _side(hasher: RowHasher, conn: Any, table: BoundTable) -> np.ndarray:
+    """One side's live rows of ``table``, hashed, sorted by key hash."""
+    parts = []
+    for batch in hasher.stream(conn, table, ctid=True):
+        rows = np.empty(len(batch.kh), dtype=_ROW)
+        rows["kh"] = batch.kh
+        rows["h1"], rows["h2"] = halves(batch.row)
+        rows["block"], rows["pos"] = batch.block, batch.pos
+        parts.append(rows)
+    rows = np.concatenate(parts) if parts else np.empty(0, dtype=_ROW)
+    return rows[np.argsort(rows["kh"])]
+
+
+def _on_both(work: Callable[[int], Any]) -> tuple[Any, Any]:
+    """``work(0)`` (source) and ``work(1)`` (target) at once, one thread each, so both servers work together."""
+    results: list[Any] = [None, None]
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(i)
+        except BaseException as exc:  # re-raised below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"gardien-diff-{i}") for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results[0], results[1]
 
 
 def _null_keys(cur: Any, rs: RowSql) -> tuple[int, list[str]]:
@@ -240,49 +159,48 @@ def _duplicates(rows: list[tuple[Any, dict[str, Any]]]) -> list[str]:
 
 
 def diff_table(
-    source: Any, target: Any, *, catalog: Catalog, table: BoundTable
+    source: Any,
+    target: Any,
+    *,
+    catalog: Catalog,
+    table: BoundTable,
+    hashers: tuple[RowHasher, RowHasher] | None = None,
 ) -> tuple[TableChanges, TableFingerprint, TableFingerprint]:
     """Diff one table; both connections are inside a snapshot with the session settings pinned."""
+    if hashers is None:
+        hashers = (
+            RowHasher(source.cursor(), catalog, batch=BATCH),
+            RowHasher(target.cursor(), catalog, batch=BATCH),
+        )
     rs = RowSql.build(catalog, table)
     with source.cursor() as scur, target.cursor() as tcur:
         (s_nulls, s_null_keys), (t_nulls, t_null_keys) = _null_keys(scur, rs), _null_keys(tcur, rs)
-    s_side, t_side = _Side(), _Side()
-    h1, h2 = row_halves()
-    query = sql.SQL(_STREAM_SQL).format(
-        h1=h1, h2=h2, hashed=rs.hashed(sql.SQL("t0.ctid AS ctid")), sign=sql.SQL(_SIGN)
-    )
-    streams = [
-        _Stream(source, query.as_string(source), "source"),
-        _Stream(target, query.as_string(target), "target"),
-    ]
-    try:
-        _merge(streams[0], streams[1], s_side, t_side)
-    except BaseException:
-        for stream in streams:
-            stream.close(quiet=True)  # the merge's own error is the one to report
-        raise
-    for stream in streams:
-        stream.close()
-    with source.cursor() as scur, target.cursor() as tcur:
-        s_dups = _duplicates(_fetch(scur, rs, s_side.ctids("suspects")))
-        t_dups = _duplicates(_fetch(tcur, rs, t_side.ctids("suspects")))
-        problems = [f"NULL in natural key {k}" for k in s_null_keys]
-        problems += [f"duplicate natural key {k}" for k in s_dups[:20]]
-        if problems:
-            raise SourceDataError(
-                f"source table {table.name}: {s_nulls} row(s) with a NULL natural-key column "
-                f"({', '.join(table.natural_key)}), {len(s_dups)} duplicated key(s):\n  "
-                + "\n  ".join(problems)
-                + "\nFix these rows in the source (or choose a natural key that identifies each row) and capture again."
-            )
-        if t_nulls or t_dups:
-            bad = (t_null_keys + t_dups)[:20]
-            raise ChangesetError(
-                f"target table {table.name} has NULL or duplicate natural keys, so its rows cannot be matched: "
-                f"{', '.join(bad)}. Repair the target (a unique constraint on the natural key prevents this)."
-            )
-        src_rows = dict(_fetch(scur, rs, s_side.ctids("fetch")))
-        tgt_rows = dict(_fetch(tcur, rs, t_side.ctids("fetch")))
+    conns, sides = (source, target), (_Side(), _Side())
+    s_rows, t_rows = _on_both(lambda i: _side(hashers[i], conns[i], table))
+    _compare(s_rows, t_rows, *sides)
+    del s_rows, t_rows
+
+    def fetch(i: int) -> tuple[list[str], dict[Any, dict[str, Any]]]:
+        with conns[i].cursor() as cur:
+            dups = _duplicates(_fetch(cur, rs, sides[i].ctids("suspects")))
+            return dups, ({} if dups else dict(_fetch(cur, rs, sides[i].ctids("fetch"))))
+
+    (s_dups, src_rows), (t_dups, tgt_rows) = _on_both(fetch)
+    problems = [f"NULL in natural key {k}" for k in s_null_keys]
+    problems += [f"duplicate natural key {k}" for k in s_dups[:20]]
+    if problems:
+        raise SourceDataError(
+            f"source table {table.name}: {s_nulls} row(s) with a NULL natural-key column "
+            f"({', '.join(table.natural_key)}), {len(s_dups)} duplicated key(s):\n  "
+            + "\n  ".join(problems)
+            + "\nFix these rows in the source (or choose a natural key that identifies each row) and capture again."
+        )
+    if t_nulls or t_dups:
+        bad = (t_null_keys + t_dups)[:20]
+        raise ChangesetError(
+            f"target table {table.name} has NULL or duplicate natural keys, so its rows cannot be matched: "
+            f"{', '.join(bad)}. Repair the target (a unique constraint on the natural key prevents this)."
+        )
     inserts, updates, deletes = [], [], []
     for key, values in src_rows.items():
         before = tgt_rows.get(key)
@@ -300,7 +218,7 @@ def diff_table(
     changes = TableChanges(
         table=table.name, inserts=sort_rows(inserts), updates=sort_rows(updates), deletes=sort_rows(deletes)
     )
-    return changes, s_side.fingerprint(table.name), t_side.fingerprint(table.name)
+    return changes, sides[0].fingerprint(table.name), sides[1].fingerprint(table.name)
 
 
 def diff_connections(
@@ -326,17 +244,22 @@ def diff_connections(
             set_session(scur)
             set_session(tcur)
             for cur in (scur, tcur):
-                # Each side sorts its table's rows by key hash (~100 MB at 1M rows): in memory rather than
-                # spilled to disk at the default 4MB. A cap for this transaction only, not an allocation.
+                # The joins that render the fetched rows' portable form hash whole referenced tables: in
+                # memory rather than in batches spilled at the default 4MB (a cap, not an allocation).
                 cur.execute("SELECT set_config('work_mem', %s, true)", (DIFF_WORK_MEM,))
             s_cat = bind_catalog(source, catalog_config, label=source_label)
             t_cat = bind_catalog(target, catalog_config, label=target_label)
             assert_compatible(s_cat, t_cat, source_label=source_label, target_label=target_label)
         tables, s_fps, t_fps = [], [], []
+        # One hasher per side for the whole capture: referenced tables' key hashes are read once.
+        hashers = (
+            RowHasher(source.cursor(), s_cat, batch=BATCH),
+            RowHasher(target.cursor(), t_cat, batch=BATCH),
+        )
         for i, table in enumerate(s_cat.tables):
             if progress:
                 progress(table.name, i)
-            changes, s_fp, t_fp = diff_table(source, target, catalog=s_cat, table=table)
+            changes, s_fp, t_fp = diff_table(source, target, catalog=s_cat, table=table, hashers=hashers)
             if changes.count:
                 tables.append(changes)
             s_fps.append(s_fp)

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
-from gardien.portable import SESSION_SETTINGS, RowSql, qualified, row_halves
+from gardien.portable import SESSION_SETTINGS, RowSql, qualified
+from gardien.rowhash import RowHasher, column_sql, exact_sum, halves
 
-# Each row's portable form is hashed (two seeded 64-bit halves, gardien.portable.row_halves) and the
-# halves are summed over the table: an additive multiset hash, independent of row order and physical
-# layout, that needs no sort and no memory in Python. Surrogate ids never enter it, so two environments
-# with the same configuration and different ids have the same fingerprint. Soft-deleted rows are outside
-# the scope (RowSql.live_filter): a row retired by the soft-delete flag means "absent", and one side may
-# have retired a row the other never had, so including them would make equal configurations differ.
-_TABLE_SQL = """
-SELECT count(*), coalesce(sum({h1}), 0)::text, coalesce(sum({h2}), 0)::text FROM ({hashed}) AS s
-"""
+# Each row's portable form is hashed (gardien.rowhash: two 64-bit halves per row) and the halves are
+# summed over the table: an additive multiset hash, independent of row order and physical layout.
+# Surrogate ids never enter it, so two environments with the same configuration and different ids have
+# the same fingerprint. Soft-deleted rows are outside the scope (RowSql.live_filter): a row retired by the
+# soft-delete flag means "absent", and one side may have retired a row the other never had, so including
+# them would make equal configurations differ.
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +109,22 @@ def ids_literal(ids: Iterable[Any]) -> sql.Composable:
     return sql.Literal(ids)
 
 
-def table_fingerprint(cur: Any, *, catalog: Catalog, table: BoundTable) -> TableFingerprint:
-    """Fingerprint of the live, in-scope rows of one table, in portable form."""
-    rs = RowSql.build(catalog, table)
-    h1, h2 = row_halves()
-    cur.execute(sql.SQL(_TABLE_SQL).format(h1=h1, h2=h2, hashed=rs.hashed()))
-    rows, low, high = cur.fetchone()
-    return TableFingerprint(table=table.name, rows=int(rows), low=int(low), high=int(high))
+def sums(table: str, row: np.ndarray) -> TableFingerprint:
+    """The fingerprint of rows with these row hashes (gardien.rowhash)."""
+    h1, h2 = halves(row)
+    return TableFingerprint(table=table, rows=len(row), low=exact_sum(h1), high=exact_sum(h2))
+
+
+def table_fingerprint(
+    cur: Any, *, catalog: Catalog, table: BoundTable, hasher: RowHasher | None = None
+) -> TableFingerprint:
+    """Fingerprint of the live, in-scope rows of one table, in portable form (streamed: constant memory)."""
+    hasher = hasher or RowHasher(cur, catalog)
+    rows, low, high = 0, 0, 0
+    for batch in hasher.stream(cur.connection, table):
+        part = sums(table.name, batch.row)
+        rows, low, high = rows + part.rows, low + part.low, high + part.high
+    return TableFingerprint(table=table.name, rows=rows, low=low, high=high)
 
 
 def rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -> ScopeFingerprint:
@@ -128,15 +135,12 @@ def rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -
     portable form meanwhile (natural keys never change in place), and post-deploy verification recomputes
     the full fingerprint, so a wrong sum would not go unnoticed.
     """
-    h1, h2 = row_halves()
+    hasher = RowHasher(cur, catalog)
     out = []
     for name, table_ids in ids.items():
         table = catalog.table(name)
-        rs = RowSql.build(catalog, table)
         where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), ids_literal(table_ids))
-        cur.execute(sql.SQL(_TABLE_SQL).format(h1=h1, h2=h2, hashed=rs.hashed(where=where)))
-        rows, low, high = cur.fetchone()
-        out.append(TableFingerprint(table=name, rows=int(rows), low=int(low), high=int(high)))
+        out.append(sums(name, hasher.rows(table, where=where).row))
     return ScopeFingerprint(tables=tuple(out))
 
 
@@ -146,9 +150,12 @@ def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None =
     The caller must have pinned the session output settings (gardien.portable.set_session).
     """
     wanted = set(catalog.names if tables is None else tables)
+    hasher = RowHasher(cur, catalog)
     return ScopeFingerprint(
         tables=tuple(
-            table_fingerprint(cur, catalog=catalog, table=t) for t in catalog.tables if t.name in wanted
+            table_fingerprint(cur, catalog=catalog, table=t, hasher=hasher)
+            for t in catalog.tables
+            if t.name in wanted
         )
     )
 
@@ -158,31 +165,32 @@ def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None =
 # purpose: proving a rollback. Rollback restores deleted rows with their former ids, restores updated rows
 # in place and deletes inserted rows, so an exact restoration is also an id-exact one, and a restored scope
 # whose local fingerprint equals the one journaled before the deployment is the scope as it was, column
-# for column. The row hash is PostgreSQL's record hash (hash_record_extended, two seeds): no text is
+# for column. The row hash is PostgreSQL's record hash (hash_record_extended), mixed per row (below): no text is
 # rendered for types whose equality is identity (integers, booleans, dates, timestamps, uuid, numeric with
 # a fixed scale; text compared byte-wise under COLLATE "C"); every other type is hashed through its text
 # form, as the portable fingerprint does, so that "equal" never hides a different stored value (1.0 and
 # 1.00, -0 and 0, '1 day' and '24 hours', case-insensitive collations).
-_NATIVE_TYPES = re.compile(
-    r"^(smallint|integer|bigint|boolean|date|uuid|numeric\(\d+,\d+\)"
-    r"|timestamp(\(\d\))? with(out)? time zone)$"
-)
-_TEXT_TYPES = re.compile(r"^(text|character varying(\(\d+\))?)$")
 LOCAL_SEEDS = (0, 6148914691236517205)
-_LOCAL_SQL = """
+# local/2 (current): each row's record hash is mixed (its text hashed again, two seeds) before summing.
+# Summing hash_record_extended itself (local/1, journals of earlier builds) is linear in the columns'
+# hashes: two rows exchanging their values would leave the sums unchanged, and a proof should see that.
+LOCAL_SCHEME = "local/2"
+LOCAL_SCHEMES = ("local/1", "local/2")
+_LOCAL_SQL = {
+    "local/1": """
 SELECT count(*), coalesce(sum(hash_record_extended({row}, {s1})), 0)::text,
        coalesce(sum(hash_record_extended({row}, {s2})), 0)::text
 FROM {src} AS t0 WHERE {live} AND {where}
-"""
+""",
+    "local/2": """
+SELECT count(*), coalesce(sum(hashtextextended(r, {s1})), 0)::text, coalesce(sum(hashtextextended(r, {s2})), 0)::text
+FROM (SELECT hash_record_extended({row}, 0)::text AS r FROM {src} AS t0 WHERE {live} AND {where} OFFSET 0) AS s
+""",
+}
 
 
 def _local_column(column: str, typ: str) -> sql.Composable:
-    col = sql.SQL("t0.{}").format(sql.Identifier(column))
-    if _NATIVE_TYPES.match(typ):
-        return col
-    if _TEXT_TYPES.match(typ):
-        return sql.SQL('{} COLLATE "C"').format(col)
-    return sql.SQL('{}::text COLLATE "C"').format(col)
+    return column_sql(sql.SQL("t0.{}").format(sql.Identifier(column)), typ)
 
 
 def local_row(table: BoundTable) -> sql.Composable:
@@ -192,12 +200,17 @@ def local_row(table: BoundTable) -> sql.Composable:
 
 
 def local_table_fingerprint(
-    cur: Any, *, catalog: Catalog, table: BoundTable, where: sql.Composable | None = None
+    cur: Any,
+    *,
+    catalog: Catalog,
+    table: BoundTable,
+    where: sql.Composable | None = None,
+    scheme: str = LOCAL_SCHEME,
 ) -> TableFingerprint:
     """Local fingerprint of the live, in-scope rows of one table (also matching ``where``)."""
     rs = RowSql.build(catalog, table)
     cur.execute(
-        sql.SQL(_LOCAL_SQL).format(
+        sql.SQL(_LOCAL_SQL[scheme]).format(
             row=local_row(table),
             s1=sql.Literal(LOCAL_SEEDS[0]),
             s2=sql.Literal(LOCAL_SEEDS[1]),
@@ -210,12 +223,16 @@ def local_table_fingerprint(
     return TableFingerprint(table=table.name, rows=int(rows), low=int(low), high=int(high))
 
 
-def local_scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str]) -> ScopeFingerprint:
-    """Local fingerprint of the named tables, in catalog order."""
+def local_scope_fingerprint(
+    cur: Any, catalog: Catalog, tables: Iterable[str], *, scheme: str = LOCAL_SCHEME
+) -> ScopeFingerprint:
+    """Local fingerprint of the named tables, in catalog order (``scheme``: see LOCAL_SCHEMES)."""
     wanted = set(tables)
     return ScopeFingerprint(
         tables=tuple(
-            local_table_fingerprint(cur, catalog=catalog, table=t) for t in catalog.tables if t.name in wanted
+            local_table_fingerprint(cur, catalog=catalog, table=t, scheme=scheme)
+            for t in catalog.tables
+            if t.name in wanted
         )
     )
 

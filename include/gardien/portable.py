@@ -94,19 +94,6 @@ def qualified(table: BoundTable) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
 
 
-# Row hashes (the diff's comparison and the fingerprints' terms) are computed on a second rendering of the
-# portable row: the key's and the values' components flattened into two anonymous records, foreign keys
-# as the referenced rows' key components. record_out caches each column's output function, whereas
-# json_build_array looks every argument's type up again on each row (5x slower at 1M rows); the JSON
-# form stays the one read by Python (changesets, before-images). Record text is injective: a field
-# holding a delimiter is quoted, NULL is an empty field, "" an empty string; a foreign key adds an
-# "is null" flag so a NULL reference never reads as a referenced row with NULL key parts.
-# hashtextextended (64-bit, seeded) is ~5x cheaper than md5 per row; kh orders the diff's merge and
-# seeds the two 64-bit halves of the row hash, so a row hash covers key and values.
-KEY_HASH = "hashtextextended({kt}, 0)"
-HALF_SEEDS = ("{kh}", "({kh} # 6148914691236517205)")  # 0x5555...: a second, independent seed
-
-
 @dataclass(frozen=True, slots=True)
 class RowSql:
     """The expressions and joins that turn ``table`` rows aliased ``t0`` into portable form."""
@@ -115,21 +102,17 @@ class RowSql:
     key: sql.Composable  # json array: the natural key
     values: sql.Composable  # json array: table.value_columns in order
     joins: sql.Composable
-    key_row: sql.Composable  # record text of the flattened natural key (hashed, never parsed)
-    values_row: sql.Composable  # record text of the flattened value columns
 
     @classmethod
     def build(cls, catalog: Catalog, table: BoundTable) -> RowSql:
         counter = itertools.count(1)
         joins: list[sql.Composable] = []
 
-        def component(
-            tbl: BoundTable, alias: str, column: str
-        ) -> tuple[sql.Composable, list[sql.Composable]]:
+        def component(tbl: BoundTable, alias: str, column: str) -> sql.Composable:
             col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
             fk = tbl.fks.get(column)
             if fk is None:
-                return sql.SQL("{}::text").format(col), [col]
+                return sql.SQL("{}::text").format(col)
             ref = catalog.table(fk.table)
             ref_alias = f"r{next(counter)}"
             joins.append(
@@ -141,62 +124,17 @@ class RowSql:
                     col,
                 )
             )
-            inner, flat = key_of(ref, ref_alias)
-            return (
-                sql.SQL("CASE WHEN {} IS NULL THEN NULL ELSE {} END").format(col, inner),
-                [sql.SQL("{} IS NULL").format(col), *flat],
-            )
+            return sql.SQL("CASE WHEN {} IS NULL THEN NULL ELSE {} END").format(col, key_of(ref, ref_alias))
 
-        def key_of(tbl: BoundTable, alias: str) -> tuple[sql.Composable, list[sql.Composable]]:
+        def key_of(tbl: BoundTable, alias: str) -> sql.Composable:
             parts = [component(tbl, alias, c) for c in tbl.natural_key]
-            return (
-                sql.SQL("json_build_array({})").format(sql.SQL(", ").join(p for p, _ in parts)),
-                [f for _, flat in parts for f in flat],
-            )
+            return sql.SQL("json_build_array({})").format(sql.SQL(", ").join(parts))
 
-        key, key_flat = key_of(table, "t0")
-        parts = [component(table, "t0", c) for c in table.value_columns]
-        values = sql.SQL("json_build_array({})").format(sql.SQL(", ").join(p for p, _ in parts))
-        values_flat = [f for _, flat in parts for f in flat]
-        return cls(
-            table=table,
-            key=key,
-            values=values,
-            joins=sql.SQL(" ").join(joins),
-            key_row=_record(key_flat),
-            values_row=_record(values_flat),
+        key = key_of(table, "t0")
+        values = sql.SQL("json_build_array({})").format(
+            sql.SQL(", ").join(component(table, "t0", c) for c in table.value_columns)
         )
-
-    def hashed(self, *extra: sql.Composable, where: sql.Composable | None = None) -> sql.Composed:
-        """In-scope rows (also matching ``where``) as ``kh`` (key hash), ``vt`` (values record text), ``extra``.
-
-        OFFSET 0 keeps the planner from inlining the subquery, which would render each record twice.
-        """
-        return sql.SQL(
-            "SELECT {kh} AS kh, {vt} AS vt{extra} FROM {src} WHERE {live} AND {where} OFFSET 0"
-        ).format(
-            kh=sql.SQL(KEY_HASH).format(kt=self.key_row),
-            vt=self.values_row,
-            extra=sql.SQL("").join(sql.SQL(", {}").format(e) for e in extra),
-            src=self.from_clause(),
-            live=self.live_filter(),
-            where=sql.SQL("TRUE") if where is None else where,
-        )
-
-    def row_hash_hex(self) -> sql.Composable:
-        """The row hash of a ``t0`` row as 32 hex digits (two signed 64-bit halves), for SQL that stores it.
-
-        The halves parse back with ``('x' || substr(h, 1, 16))::bit(64)::bigint`` (and 17, 16): the same
-        terms the fingerprints sum.
-        """
-        kh = sql.SQL(KEY_HASH).format(kt=self.key_row)
-        halves = [
-            sql.SQL("lpad(to_hex(hashtextextended({vt}, {seed})), 16, '0')").format(
-                vt=self.values_row, seed=sql.SQL(seed).format(kh=kh)
-            )
-            for seed in HALF_SEEDS
-        ]
-        return sql.SQL(" || ").join(halves)
+        return cls(table=table, key=key, values=values, joins=sql.SQL(" ").join(joins))
 
     def from_clause(self) -> sql.Composed:
         return sql.SQL("{} AS t0 {}").format(qualified(self.table), self.joins)
@@ -213,20 +151,6 @@ class RowSql:
                 )
             )
         return sql.SQL(" AND ").join(conds)
-
-
-def row_halves(alias: str = "s") -> tuple[sql.Composable, sql.Composable]:
-    """The two 64-bit halves of the row hash over a ``RowSql.hashed`` subquery aliased ``alias``."""
-    kh = sql.SQL("{}.kh").format(sql.Identifier(alias))
-    vt = sql.SQL("{}.vt").format(sql.Identifier(alias))
-    h1, h2 = (
-        sql.SQL("hashtextextended({}, {})").format(vt, sql.SQL(seed).format(kh=kh)) for seed in HALF_SEEDS
-    )
-    return h1, h2
-
-
-def _record(parts: list[sql.Composable]) -> sql.Composable:
-    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(parts))
 
 
 def canonical_text(value: Any) -> str | None:

@@ -83,15 +83,28 @@ def _bad_structure(text: str) -> str:
     return json.dumps({"id": hashlib.sha256(body.encode()).hexdigest(), "changeset": doc["changeset"]})
 
 
+def _earlier_format(text: str) -> str:
+    import hashlib
+
+    doc = json.loads(text)
+    doc["changeset"]["format"] = "gardien.changeset/1"
+    body = json.dumps(doc["changeset"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps({"id": hashlib.sha256(body.encode()).hexdigest(), "changeset": doc["changeset"]})
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
         (_tamper, r"was altered: its content hashes to"),
+        (
+            _earlier_format,
+            r"has format gardien.changeset/1, made by another Gardien version .*Capture it again",
+        ),
         (lambda t: t[:-5], r"not a changeset: invalid JSON"),
         (lambda t: json.dumps({"id": "x"}), r"expected an object with 'id' and 'changeset'"),
         (_bad_structure, r"malformed changeset .*unexpected value 42"),
     ],
-    ids=["tampered", "truncated", "wrong-shape", "bad-value-type"],
+    ids=["tampered", "earlier-format", "truncated", "wrong-shape", "bad-value-type"],
 )
 def test_changeset_from_json_bad_text_is_changeset_error(mutate, message):
     with pytest.raises(ChangesetError, match=message):

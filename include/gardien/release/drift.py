@@ -9,6 +9,7 @@ rollbacks made by Gardien since the baseline are read from the target's journal 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from gardien.catalog import Catalog
 from gardien.errors import LedgerError
 from gardien.fingerprint import ScopeFingerprint, TableFingerprint, scope_fingerprint
 from gardien.portable import RowSql, key_text
+from gardien.rowhash import SCHEME, RowHasher, id_sql, layout_sql, row_hash_hex
 
 # Taken by every baseline write so two watchers never interleave their snapshot rows.
 _BASELINE_LOCK_KEY = 7_364_211_905_412_337_001
@@ -35,10 +37,15 @@ CREATE TABLE IF NOT EXISTS gardien.drift_baseline (
 CREATE INDEX IF NOT EXISTS drift_baseline_tbl_k ON gardien.drift_baseline (tbl, k);
 """
 
-# The fingerprints' own row hash (RowSql.row_hash_hex), so sums over the stored hashes equal them.
+# The fingerprints' own row hashes (gardien.rowhash, computed on the client, as 32 hex digits), so sums
+# over the stored hashes equal them. They are loaded by id into a temp table and joined to each row's
+# portable key in SQL.
+_HASHES_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS gardien_row_hashes (id bigint PRIMARY KEY, h text NOT NULL) ON COMMIT DROP
+"""
 _SNAPSHOT_SQL = """
 INSERT INTO gardien.drift_baseline (tbl, k, h)
-SELECT {name}, {key}::text, {h} FROM {src} WHERE {live}
+SELECT {name}, {key}::text, x.h FROM {src} JOIN pg_temp.gardien_row_hashes AS x ON x.id = {pk} WHERE {live}
 """
 
 _STORED_FINGERPRINTS_SQL = """
@@ -51,7 +58,7 @@ FROM gardien.drift_baseline GROUP BY tbl
 # Rows whose hash differs from the baseline's, minus the keys Gardien itself changed since the baseline.
 _ROWS_SQL = """
 WITH now AS (
-  SELECT {key}::text AS k, {h} AS h FROM {src} WHERE {live}
+  SELECT {key}::text AS k, x.h AS h FROM {src} JOIN pg_temp.gardien_row_hashes AS x ON x.id = {pk} WHERE {live}
 ), base AS (
   SELECT k, h FROM gardien.drift_baseline WHERE tbl = {name}
 ), differing AS (
@@ -184,13 +191,15 @@ def take_baseline(cur: Any, catalog: Catalog, *, environment: str) -> Baseline:
     """
     ensure_baseline_table(cur)
     cur.execute("DELETE FROM gardien.drift_baseline")
+    hasher = RowHasher(cur, catalog)
     for table in catalog.tables:
         rs = RowSql.build(catalog, table)
+        _load_row_hashes(cur, hasher, table)
         cur.execute(
             sql.SQL(_SNAPSHOT_SQL).format(
                 name=sql.Literal(table.name),
                 key=rs.key,
-                h=rs.row_hash_hex(),
+                pk=id_sql(sql.SQL("t0.{}").format(sql.Identifier(table.pk)), table.pk_type),
                 src=rs.from_clause(),
                 live=rs.live_filter(),
             )
@@ -206,10 +215,23 @@ def take_baseline(cur: Any, catalog: Catalog, *, environment: str) -> Baseline:
     )
 
 
+def _load_row_hashes(cur: Any, hasher: RowHasher, table: Any) -> None:
+    """The live rows' hashes of ``table`` into pg_temp.gardien_row_hashes (id, 32 hex digits)."""
+    cur.execute(_HASHES_DDL)
+    cur.execute("TRUNCATE pg_temp.gardien_row_hashes")
+    buf = io.StringIO()
+    for batch in hasher.stream(cur.connection, table, pk=True):
+        buf.writelines(
+            f"{i}\t{h}\n" for i, h in zip(batch.pk.tolist(), row_hash_hex(batch.row), strict=True)
+        )
+    buf.seek(0)
+    cur.copy_expert("COPY pg_temp.gardien_row_hashes (id, h) FROM STDIN", buf)
+
+
 def hash_scheme(cur: Any, catalog: Catalog) -> str:
-    """Digest of the row-hash SQL for this catalog: stored hashes compare only with hashes made the same way
-    (a Gardien upgrade that changes the row hash must re-baseline, not report every row as drifted)."""
-    rendered = "\n".join(RowSql.build(catalog, t).row_hash_hex().as_string(cur) for t in catalog.tables)
+    """Digest of how row hashes are made for this catalog: stored hashes compare only with hashes made the
+    same way (a Gardien upgrade that changes the row hash must re-baseline, not report every row as drifted)."""
+    rendered = "\n".join([SCHEME, *(layout_sql(catalog, t).as_string(cur) for t in catalog.tables)])
     return hashlib.sha256(rendered.encode()).hexdigest()
 
 
@@ -311,10 +333,11 @@ def _drifted_rows(
     cur: Any, catalog: Catalog, *, table: Any, explained: tuple[str, ...], limit: int
 ) -> tuple[tuple[DriftedRow, ...], int]:
     rs = RowSql.build(catalog, table)
+    _load_row_hashes(cur, RowHasher(cur, catalog), table)
     query = sql.SQL(_ROWS_SQL).format(
         name=sql.Literal(table.name),
         key=rs.key,
-        h=rs.row_hash_hex(),
+        pk=id_sql(sql.SQL("t0.{}").format(sql.Identifier(table.pk)), table.pk_type),
         src=rs.from_clause(),
         live=rs.live_filter(),
         # Literals, not parameters: scope filters may render a '%' (LIKE patterns) into the query text.
