@@ -122,6 +122,8 @@ def _on_both(work: Callable[[int], Any]) -> tuple[Any, Any]:
 
 
 def _null_keys(cur: Any, rs: RowSql) -> tuple[int, list[str]]:
+    if set(rs.table.natural_key) <= rs.table.not_null:
+        return 0, []  # every key column is declared NOT NULL: no scan needed
     nulls = sql.SQL(" OR ").join(
         sql.SQL("t0.{} IS NULL").format(sql.Identifier(c)) for c in rs.table.natural_key
     )
@@ -202,13 +204,14 @@ def diff_table(
             f"{', '.join(bad)}. Repair the target (a unique constraint on the natural key prevents this)."
         )
     inserts, updates, deletes = [], [], []
+    value_columns = table.value_columns
     for key, values in src_rows.items():
         before = tgt_rows.get(key)
         if before is None:
             inserts.append(Insert(key=key, values=values))
             continue
         changes = {
-            c: FieldChange(before[c], values[c]) for c in table.value_columns if before[c] != values[c]
+            c: FieldChange(before[c], values[c]) for c in value_columns if before[c] != values[c]
         }
         if changes:
             updates.append(Update(key=key, baseline=before, changes=changes))
