@@ -26,78 +26,93 @@ from gardien.rowhash import RowHasher, exact_sum, halves
 Progress = Callable[[str, int], None]
 
 DIFF_WORK_MEM = "64MB"
-BATCH = 262_144  # rows hashed at once per side (gardien.rowhash streams each table in batches)
+BATCH = 65_536  # rows hashed at once per side (gardien.rowhash streams each table in batches)
 
-# Per side and table, the live rows as (key hash, the row hash's two halves, ctid), from gardien.rowhash:
-# the server streams each row's own columns hashed and its foreign keys as ids, the client translates and
-# mixes, then sorts by key hash (numpy) and merges. 32 bytes a row are held per side.
-_ROW = np.dtype(
-    [("kh", "<u8"), ("h1", "<i8"), ("h2", "<i8"), ("block", "<u4"), ("pos", "<u2")], align=True
-)
+
+@dataclass(slots=True)
+class _Rows:
+    """One side's live rows of a table, sorted by key hash: key hash, row hash and ctid (block << 16 | pos),
+    three uint64 columns (24 bytes a row)."""
+
+    kh: np.ndarray
+    row: np.ndarray
+    ctid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.kh)
 
 
 @dataclass(slots=True)
 class _Side:
-    """Per-table accumulators of one side of the merge: fingerprint sums and rows to fetch."""
+    """Per-table accumulators of one side: fingerprint sums and the ctids of rows to fetch."""
 
     low: int = 0
     high: int = 0
     rows: int = 0
-    fetch: list[np.ndarray] = field(default_factory=list)  # ctids (block, pos) of differing rows
+    fetch: list[np.ndarray] = field(default_factory=list)  # ctids of differing rows
     suspects: list[np.ndarray] = field(default_factory=list)  # ctids of rows sharing a key hash
 
     def fingerprint(self, table: str) -> TableFingerprint:
         return TableFingerprint(table=table, rows=self.rows, low=self.low, high=self.high)
 
-    def add(self, batch: np.ndarray) -> None:
-        self.rows += len(batch)
-        self.low += exact_sum(batch["h1"])
-        self.high += exact_sum(batch["h2"])
+    def add(self, row: np.ndarray) -> None:
+        """Add rows to the fingerprint sums (gardien.rowhash.halves of their row hashes)."""
+        h1, h2 = halves(row)
+        self.rows += len(row)
+        self.low += exact_sum(h1)
+        self.high += exact_sum(h2)
 
     def ctids(self, name: str) -> list[str]:
         parts = getattr(self, name)
         if not parts:
             return []
-        rows = np.concatenate(parts)
-        return [f"({b},{p})" for b, p in zip(rows["block"].tolist(), rows["pos"].tolist(), strict=True)]
+        ctid = np.concatenate(parts)
+        return [f"({b},{p})" for b, p in zip((ctid >> 16).tolist(), (ctid & 0xFFFF).tolist(), strict=True)]
 
 
-def _compare(s: np.ndarray, t: np.ndarray, s_side: _Side, t_side: _Side) -> None:
-    """Record rows of one batch that differ; ``s`` and ``t`` hold the same key-hash range, sorted."""
-    s_side.add(s)
-    t_side.add(t)
+def _compare(s: _Rows, t: _Rows, s_side: _Side, t_side: _Side) -> None:
+    """Record the rows that differ between two sides sorted by key hash (a row hash differs, or one side
+    lacks the key)."""
     s_same = np.zeros(len(s), dtype=bool)
     t_same = np.zeros(len(t), dtype=bool)
     if len(s) and len(t):
-        idx = np.minimum(np.searchsorted(t["kh"], s["kh"]), len(t) - 1)
-        s_same = (t["kh"][idx] == s["kh"]) & (t["h1"][idx] == s["h1"]) & (t["h2"][idx] == s["h2"])
-        t_same[idx[s_same]] = True
+        for start in range(0, len(s), BATCH):  # in slices: temporaries stay small
+            kh, row = s.kh[start : start + BATCH], s.row[start : start + BATCH]
+            idx = np.minimum(np.searchsorted(t.kh, kh), len(t) - 1)
+            same = (t.kh[idx] == kh) & (t.row[idx] == row)
+            s_same[start : start + BATCH] = same
+            t_same[idx[same]] = True
     # A key hash seen twice on one side: duplicated natural keys (or, rarely, a hash collision). Those
     # rows are fetched on both sides and judged on their real keys.
-    dup = np.concatenate([s["kh"][1:][s["kh"][1:] == s["kh"][:-1]], t["kh"][1:][t["kh"][1:] == t["kh"][:-1]]])
+    dup = np.concatenate([s.kh[1:][s.kh[1:] == s.kh[:-1]], t.kh[1:][t.kh[1:] == t.kh[:-1]]])
     if len(dup):
-        s_dup, t_dup = np.isin(s["kh"], dup), np.isin(t["kh"], dup)
-        s_side.suspects.append(s[s_dup])
-        t_side.suspects.append(t[t_dup])
+        s_dup, t_dup = np.isin(s.kh, dup), np.isin(t.kh, dup)
+        s_side.suspects.append(s.ctid[s_dup])
+        t_side.suspects.append(t.ctid[t_dup])
         s_same &= ~s_dup
         t_same &= ~t_dup
     if not s_same.all():
-        s_side.fetch.append(s[~s_same])
+        s_side.fetch.append(s.ctid[~s_same])
     if not t_same.all():
-        t_side.fetch.append(t[~t_same])
+        t_side.fetch.append(t.ctid[~t_same])
 
 
-def _side(hasher: RowHasher, conn: Any, table: BoundTable) -> np.ndarray:
-    """One side's live rows of ``table``, hashed, sorted by key hash."""
-    parts = []
+def _side(hasher: RowHasher, conn: Any, table: BoundTable, side: _Side) -> _Rows:
+    """One side's live rows of ``table``, hashed and sorted by key hash; fingerprint sums into ``side``."""
+    kh, row, ctid = [], [], []
     for batch in hasher.stream(conn, table, ctid=True):
-        rows = np.empty(len(batch.kh), dtype=_ROW)
-        rows["kh"] = batch.kh
-        rows["h1"], rows["h2"] = halves(batch.row)
-        rows["block"], rows["pos"] = batch.block, batch.pos
-        parts.append(rows)
-    rows = np.concatenate(parts) if parts else np.empty(0, dtype=_ROW)
-    return rows[np.argsort(rows["kh"])]
+        side.add(batch.row)
+        kh.append(batch.kh)
+        row.append(batch.row)
+        ctid.append((batch.block.astype(np.uint64) << np.uint64(16)) | batch.pos.astype(np.uint64))
+    columns = []
+    for parts in (kh, row, ctid):
+        columns.append(np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64))
+        parts.clear()  # each column held once
+    order = np.argsort(columns[0])
+    for i in range(len(columns)):
+        columns[i] = columns[i][order]  # one column at a time, the unsorted one freed
+    return _Rows(*columns)
 
 
 def _on_both(work: Callable[[int], Any]) -> tuple[Any, Any]:
@@ -178,7 +193,7 @@ def diff_table(
     with source.cursor() as scur, target.cursor() as tcur:
         (s_nulls, s_null_keys), (t_nulls, t_null_keys) = _null_keys(scur, rs), _null_keys(tcur, rs)
     conns, sides = (source, target), (_Side(), _Side())
-    s_rows, t_rows = _on_both(lambda i: _side(hashers[i], conns[i], table))
+    s_rows, t_rows = _on_both(lambda i: _side(hashers[i], conns[i], table, sides[i]))
     _compare(s_rows, t_rows, *sides)
     del s_rows, t_rows
 
