@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
 import logging
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -31,8 +34,9 @@ from gardien.fingerprint import (
 from gardien.journal import BeforeImage
 from gardien.keys import KeyMap
 from gardien.plan import FieldNote, three_way
-from gardien.portable import Key, key_text, read_rows_by_ids, set_session
+from gardien.portable import Key, set_session
 from gardien.references import check_references
+from gardien.touched import read_resolved
 from gardien.writes import TableWrites, execute
 
 _LOCK_CLASS = 0x47415244 & 0x7FFFFFFF  # "GARD"
@@ -54,6 +58,48 @@ class Phases:
             now = time.perf_counter()
             _timing.debug("%s: %s %.3f s", self.what, phase, now - self.last)
             self.last = now
+
+
+R = TypeVar("R")
+
+_gc_lock = threading.Lock()
+_gc_depth = 0  # applies and rollbacks running in this process
+_gc_was_enabled = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while an apply or a rollback runs (process-wide, nestable).
+
+    They allocate hundreds of thousands of small containers (keys, rows, before-images) that all stay
+    alive until the end, and no cycles: each full collection re-scans them for nothing (about 0.2 s of a
+    16k-change apply). Reference counting still frees everything; the collector is re-enabled, if it was
+    enabled, when the last apply or rollback of the process ends.
+    """
+    global _gc_depth, _gc_was_enabled
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
+
+
+def without_gc(func: Callable[..., R]) -> Callable[..., R]:
+    """``func`` run with the garbage collector paused (``paused_gc``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        with paused_gc():
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +203,12 @@ def read_touched(
     out: dict[str, dict[Key, tuple[Any, dict[str, Any]]]] = {}
     for name in keys:
         table = catalog.table(name)
-        ids = list(keymap.ids(table).values())
-        out[name] = {k: (i, v) for k, i, v in read_rows_by_ids(cur, catalog=catalog, table=table, ids=ids)}
+        rows = read_resolved(cur, catalog=catalog, table=table, keys=keymap.temp(table))
+        out[name] = {k: (i, v) for k, i, v in rows}
     return out
 
 
+@without_gc
 def apply_changeset(
     conn: Any,
     changeset: Changeset,
@@ -304,9 +351,10 @@ def _apply(
     for name, tw in writes.items():
         ids = keymap.ids(catalog.table(name))
         rows = current.get(name, {})
-        keys = sorted(tw.keys(), key=key_text)
+        # By canonical text, as key_text sorts (each key's text was rendered once, by the key map).
+        keys = sorted(tw.keys(), key=keymap.texts.text)
         images[name] = [
-            BeforeImage(key=k, id=rows[k][0] if k in rows else None, values=rows[k][1] if k in rows else None)
+            BeforeImage(k, None, None) if (row := rows.get(k)) is None else BeforeImage(k, row[0], row[1])
             for k in keys
         ]
         crosswalk[name] = [(k, ids.get(k)) for k in keys]

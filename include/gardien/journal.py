@@ -115,8 +115,27 @@ def record(
             applied_at,
             release_id,
             release_label,
-            _dumps({t: [i.to_dict() for i in imgs] for t, imgs in before_images.items()}),
-            _dumps({t: [[list(k), v] for k, v in rows] for t, rows in crosswalk.items()}),
+            # BeforeImage.to_dict and [list(key), id], without copying the keys: the encoder renders a tuple
+            # exactly as the list of its items.
+            _dumps(
+                {
+                    t: [
+                        {
+                            "key": i.key if type(i.key) is tuple else list(i.key),
+                            "id": i.id,
+                            "values": i.values,
+                        }
+                        for i in imgs
+                    ]
+                    for t, imgs in before_images.items()
+                }
+            ),
+            _dumps(
+                {
+                    t: [[k if type(k) is tuple else list(k), v] for k, v in rows]
+                    for t, rows in crosswalk.items()
+                }
+            ),
             _dumps(fingerprint_before),
             _dumps(fingerprint_after),
             _dumps(drift),

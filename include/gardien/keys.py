@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,12 +16,64 @@ from gardien.portable import Key, key_text, qualified
 
 _instances = itertools.count(1)
 
+_STRING = json.encoder.encode_basestring  # what key_text uses for strings (ensure_ascii=False)
+
 
 def copy_field(value: str | None) -> str:
     """One field of COPY's text format (NULL as ``\\N``)."""
     if value is None:
         return "\\N"
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def copy_json(text: str) -> str:
+    """``copy_field`` of a canonical JSON text (key_text, values_text): only a backslash can need escaping,
+    as JSON escapes control characters itself."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+class KeyTexts(dict):
+    """Memo of gardien.portable.key_text: key → canonical text, each key rendered once per operation.
+
+    Only keys made of text, None and nested such keys are remembered (equal keys of that form have equal
+    texts); anything else is rendered by key_text on every call, exactly as before.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, key: Any) -> str:
+        text = self._render(key) if type(key) is tuple else None
+        return key_text(key) if text is None else text
+
+    def _render(self, key: tuple[Any, ...]) -> str | None:
+        parts = []
+        for part in key:
+            kind = type(part)
+            if kind is str:
+                parts.append(_STRING(part))
+            elif part is None:
+                parts.append("null")
+            elif kind is tuple:
+                text = self.get(part)
+                if text is None:
+                    text = self._render(part)
+                    if text is None:
+                        return None
+                parts.append(text)
+            else:
+                return None
+        text = "[" + ",".join(parts) + "]"
+        self[key] = text
+        return text
+
+    def text(self, key: Any) -> str:
+        """key_text(key), memoised when the key is well formed."""
+        try:
+            return self[key]
+        except TypeError:  # unhashable (a list inside): never memoised
+            return key_text(key)
 
 
 class KeyMap:
@@ -45,6 +98,8 @@ class KeyMap:
         self._created: dict[str, sql.Identifier] = {}
         self._staging: dict[str, sql.Identifier] = {}
         self._keys: dict[str, dict[str, Key]] = {}  # table → key text → key
+        self._ids: dict[str, dict[Key, Any]] = {}  # table → resolved key → id, until its temp table changes
+        self.texts = KeyTexts()  # key → canonical text, shared by every step of the operation
         self._pending: set[str] = set()  # tables whose unresolved keys may resolve now
         self._order = table_order(catalog)
 
@@ -82,9 +137,13 @@ class KeyMap:
         """Register keys of ``table`` (and, recursively, the parent keys inside them) and resolve them."""
         tmp = self.temp(table)
         known = self._keys[table.name]
+        texts = self.texts
         new: dict[str, Key] = {}
         for k in keys:
-            text = key_text(k)
+            try:
+                text = texts[k]
+            except TypeError:  # unhashable (a list inside): rendered, never memoised
+                text = key_text(k)
             if text not in known and text not in new:
                 new[text] = k
         if not new:
@@ -97,19 +156,24 @@ class KeyMap:
         loaded = [sql.Identifier("nk")]
         for i in range(len(table.natural_key)):
             loaded.append(sql.Identifier(f"p{i}" if i in fk_index else f"k{i}"))
-        buf = io.StringIO()
         width = len(table.natural_key)
+        is_fk = [i in fk_index for i in range(width)]
+        malformed = "\t".join(["\\N"] * width)
+        lines = []
         for text, k in new.items():
-            fields = [copy_field(text)]
             # A malformed key (wrong shape) is registered but never resolves: callers report it as missing.
-            parts = k if isinstance(k, tuple) and len(k) == width else (None,) * width
-            for i, part in enumerate(parts):
-                if i in fk_index:
-                    fields.append(copy_field(key_text(part)) if isinstance(part, tuple) else "\\N")
+            if not (isinstance(k, tuple) and len(k) == width):
+                lines.append(f"{copy_json(text)}\t{malformed}\n")
+                continue
+            fields = [copy_json(text)]
+            for part, fk in zip(k, is_fk, strict=True):
+                if fk:
+                    # key_text renders JSON: only a backslash needs escaping for COPY.
+                    fields.append(copy_json(texts.text(part)) if isinstance(part, tuple) else "\\N")
                 else:
                     fields.append(copy_field(part) if isinstance(part, str) else "\\N")
-            buf.write("\t".join(fields) + "\n")
-        buf.seek(0)
+            lines.append("\t".join(fields) + "\n")
+        buf = io.StringIO("".join(lines))
         staging = self._staging[table.name]
         self.cur.copy_expert(
             sql.SQL("COPY {} ({}) FROM STDIN")
@@ -117,17 +181,22 @@ class KeyMap:
             .as_string(self.cur),
             buf,
         )
-        # Foreign-key components first (the parents' temp tables are resolved), then the key itself: one
-        # correlated lookup per key, always through the unique indexes (never a scan of a large table).
+        # Foreign-key components first (the parents' temp tables are resolved): joined to the parents' temp
+        # tables (unique nk: one match or none); then the key itself: one correlated lookup per key, always
+        # through the unique indexes (never a scan of a large table).
         comps = [
-            sql.SQL("(SELECT p.id FROM {p} AS p WHERE p.nk = s.{pi}) AS {k}").format(
-                p=self.temp(self.catalog.table(fk.table)),
-                pi=sql.Identifier(f"p{i}"),
-                k=sql.Identifier(f"k{i}"),
-            )
+            sql.SQL("{j}.id AS {k}").format(j=sql.Identifier(f"j{i}"), k=sql.Identifier(f"k{i}"))
             if i in fk_index
             else sql.SQL("s.{}").format(sql.Identifier(f"k{i}"))
-            for i, fk in ((i, table.fks.get(c)) for i, c in enumerate(table.natural_key))
+            for i in range(width)
+        ]
+        joins = [
+            sql.SQL("LEFT JOIN {p} AS {j} ON {j}.nk = s.{pi}").format(
+                p=self.temp(self.catalog.table(fk.table)),
+                j=sql.Identifier(f"j{i}"),
+                pi=sql.Identifier(f"p{i}"),
+            )
+            for i, fk in fk_parts
         ]
         parents = [sql.SQL("s.{}").format(sql.Identifier(f"p{i}")) for i in sorted(fk_index)]
         columns = [sql.Identifier(f"k{i}") for i in range(width)]
@@ -135,7 +204,7 @@ class KeyMap:
         self.cur.execute(
             sql.SQL(
                 "INSERT INTO {tmp} (nk, id, {columns}) SELECT x.nk, {lookup}, {xcols} "
-                "FROM (SELECT s.nk, {comps} FROM {staging} AS s OFFSET 0) AS x"
+                "FROM (SELECT s.nk, {comps} FROM {staging} AS s {joins} OFFSET 0) AS x"
             ).format(
                 tmp=tmp,
                 columns=sql.SQL(", ").join(columns),
@@ -143,10 +212,12 @@ class KeyMap:
                 xcols=sql.SQL(", ").join(sql.SQL("x.{}").format(c) for c in columns),
                 comps=sql.SQL(", ").join([*comps, *parents]),
                 staging=staging,
+                joins=sql.SQL(" ").join(joins),
             )
         )
         self.cur.execute(sql.SQL("TRUNCATE {}").format(staging))
         known.update(new)
+        self._ids.pop(table.name, None)
 
     def _lookup(self, table: BoundTable, alias: str) -> sql.Composable:
         """The id of the row whose natural key is in ``alias``'s k<i> columns (NULL when there is none)."""
@@ -171,6 +242,7 @@ class KeyMap:
             if name not in wanted:
                 continue
             self._pending.discard(name)
+            self._ids.pop(name, None)
             table = self.catalog.table(name)
             tmp = self._created[name]
             sets = [
@@ -196,8 +268,12 @@ class KeyMap:
         """Resolved keys of ``table`` (unresolved ones are absent)."""
         if table.name not in self._created:
             return {}
+        cached = self._ids.get(table.name)
+        if cached is not None:
+            return dict(cached)
         self.cur.execute(
             sql.SQL("SELECT nk, id FROM {} WHERE id IS NOT NULL").format(self._created[table.name])
         )
         known = self._keys[table.name]
-        return {known[nk]: row_id for nk, row_id in self.cur.fetchall()}
+        ids = self._ids[table.name] = {known[nk]: row_id for nk, row_id in self.cur.fetchall()}
+        return dict(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,15 @@ def is_live(table: BoundTable, values: dict[str, Any] | None) -> bool:
     return soft is None or values.get(soft.column) != canonical_text(soft.value)
 
 
+def _liveness(table: BoundTable) -> Callable[[dict[str, Any] | None], bool]:
+    """``is_live`` for the rows of ``table``, its soft-delete rule looked up once."""
+    soft = table.soft_delete
+    if soft is None:
+        return lambda values: values is not None
+    column, retired = soft.column, canonical_text(soft.value)
+    return lambda values: values is not None and values.get(column) != retired
+
+
 def three_way(
     catalog: Catalog, changeset: Changeset, now: dict[str, dict[Key, dict[str, Any]]]
 ) -> tuple[dict[str, TablePlan], list[FieldNote]]:
@@ -108,12 +118,14 @@ def three_way(
         table = catalog.table(tc.table)
         rows = now.get(tc.table, {})
         plan = TablePlan(table=tc.table)
+        live = _liveness(table)
+        columns = table.value_columns  # a property: computed once per table, not once per row
         for ins in tc.inserts:
-            _check_insert(table, ins, rows.get(ins.key), plan, conflicts, drift)
+            _check_insert(table, ins, rows.get(ins.key), plan, conflicts, drift, live, columns)
         for upd in tc.updates:
-            _check_update(table, upd, rows.get(upd.key), plan, conflicts, drift)
+            _check_update(table, upd, rows.get(upd.key), plan, conflicts, drift, live, columns)
         for dele in tc.deletes:
-            _check_delete(table, dele, rows.get(dele.key), plan, conflicts, drift)
+            _check_delete(table, dele, rows.get(dele.key), plan, conflicts, drift, live, columns)
         plans[tc.table] = plan
     if conflicts:
         shown = "\n  ".join(c.describe() for c in conflicts[:50])
@@ -127,12 +139,19 @@ def three_way(
 
 
 def _check_insert(
-    table: BoundTable, ins: Insert, now: dict[str, Any] | None, plan: TablePlan, conflicts: list, drift: list
+    table: BoundTable,
+    ins: Insert,
+    now: dict[str, Any] | None,
+    plan: TablePlan,
+    conflicts: list,
+    drift: list,
+    live: Callable[[dict[str, Any] | None], bool],
+    columns: tuple[str, ...],
 ) -> None:
-    if not is_live(table, now):
+    if not live(now):
         plan.inserts.append(ins)
         return
-    differing = [c for c in table.value_columns if now.get(c) != ins.values.get(c)]
+    differing = [c for c in columns if now.get(c) != ins.values.get(c)]
     for column in differing:
         conflicts.append(
             FieldNote(table.name, ins.key, column, ABSENT, now.get(column), ins.values.get(column))
@@ -142,9 +161,16 @@ def _check_insert(
 
 
 def _check_update(
-    table: BoundTable, upd: Update, now: dict[str, Any] | None, plan: TablePlan, conflicts: list, drift: list
+    table: BoundTable,
+    upd: Update,
+    now: dict[str, Any] | None,
+    plan: TablePlan,
+    conflicts: list,
+    drift: list,
+    live: Callable[[dict[str, Any] | None], bool],
+    columns: tuple[str, ...],
 ) -> None:
-    if not is_live(table, now):
+    if not live(now):
         conflicts.append(FieldNote(table.name, upd.key, "*", "present", ABSENT, "update"))
         return
     to_set: dict[str, Any] = {}
@@ -154,7 +180,7 @@ def _check_update(
             to_set[column] = change.after
         elif current != change.after:
             conflicts.append(FieldNote(table.name, upd.key, column, change.before, current, change.after))
-    for column in table.value_columns:
+    for column in columns:
         if column not in upd.changes and now.get(column) != upd.baseline.get(column):
             drift.append(
                 FieldNote(table.name, upd.key, column, upd.baseline.get(column), now.get(column), None)
@@ -164,12 +190,19 @@ def _check_update(
 
 
 def _check_delete(
-    table: BoundTable, dele: Delete, now: dict[str, Any] | None, plan: TablePlan, conflicts: list, drift: list
+    table: BoundTable,
+    dele: Delete,
+    now: dict[str, Any] | None,
+    plan: TablePlan,
+    conflicts: list,
+    drift: list,
+    live: Callable[[dict[str, Any] | None], bool],
+    columns: tuple[str, ...],
 ) -> None:
-    if not is_live(table, now):
+    if not live(now):
         drift.append(FieldNote(table.name, dele.key, "*", "present", ABSENT, "delete"))
         return
-    differing = [c for c in table.value_columns if now.get(c) != dele.baseline.get(c)]
+    differing = [c for c in columns if now.get(c) != dele.baseline.get(c)]
     for column in differing:
         conflicts.append(
             FieldNote(table.name, dele.key, column, dele.baseline.get(column), now.get(column), ABSENT)

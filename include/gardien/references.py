@@ -50,6 +50,58 @@ def collect(catalog: Catalog, changeset: Changeset) -> list[Reference]:
     return refs
 
 
+def _referenced(catalog: Catalog, changeset: Changeset) -> dict[str, set[Key]] | None:
+    """The target keys of ``collect``'s references by target table, in the same order, without building
+    the references; None when a row's key does not fit its table (``collect`` then says how)."""
+    by_table: dict[str, set[Key]] = {}
+    for tc in changeset.tables:
+        table = catalog.table(tc.table)
+        width = len(table.natural_key)
+        positions = {c: i for i, c in enumerate(table.natural_key)}
+        fks = [(c, fk.table, positions.get(c)) for c, fk in table.fks.items()]
+        lrefs = [
+            (r.column, r.target_table, r.separator, positions.get(r.column)) for r in table.logical_references
+        ]
+        if not fks and not lrefs:
+            if any(type(r.key) is not tuple or len(r.key) != width for r in (*tc.inserts, *tc.updates)):
+                return None
+            continue
+        # Inserts write their values, updates the values they change (FieldChange.after).
+        written = [(r.key, r.values) for r in tc.inserts]
+        written += [(r.key, {c: ch.after for c, ch in r.changes.items()}) for r in tc.updates]
+        for key, values in written:
+            if type(key) is not tuple or len(key) != width:
+                return None
+            for column, target, pos in fks:
+                if column in values:
+                    value = values[column]
+                elif pos is not None:
+                    value = key[pos]
+                else:
+                    continue
+                if value is not None:
+                    keys = by_table.get(target)
+                    if keys is None:
+                        keys = by_table[target] = set()
+                    keys.add(value)
+            for column, target, separator, pos in lrefs:
+                if column in values:
+                    value = values[column]
+                elif pos is not None:
+                    value = key[pos]
+                else:
+                    continue
+                if value is None:
+                    continue
+                for part in value.split(separator) if separator else [value]:
+                    if part != "":
+                        keys = by_table.get(target)
+                        if keys is None:
+                            keys = by_table[target] = set()
+                        keys.add((part,))
+    return by_table
+
+
 def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap: KeyMap) -> None:
     """Raise SourceDataError naming each row whose reference will not exist once the changeset is applied.
 
@@ -57,8 +109,14 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
     changeset does not delete it. When a missing key differs from an existing one only by case or
     whitespace, the message names that nearest key.
     """
-    refs = collect(catalog, changeset)
-    if not refs:
+    refs: list[Reference] | None = None
+    by_table = _referenced(catalog, changeset)
+    if by_table is None:
+        refs = collect(catalog, changeset)  # raises on the row whose key does not fit
+        by_table = {}
+        for ref in refs:
+            by_table.setdefault(ref.target_table, set()).add(ref.target_key)
+    if not by_table:
         return
     inserted = {tc.table: {r.key for r in tc.inserts} for tc in changeset.tables}
     # A soft delete keeps the row (only its retired flag changes), so references to it still resolve;
@@ -68,13 +126,19 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
         for tc in changeset.tables
         if catalog.table(tc.table).soft_delete is None
     }
-    by_table: dict[str, set[Key]] = {}
-    for ref in refs:
-        by_table.setdefault(ref.target_table, set()).add(ref.target_key)
     for name, keys in by_table.items():
         keymap.add(catalog.table(name), keys - inserted.get(name, set()))
     keymap.resolve(by_table)
     existing = {name: set(keymap.ids(catalog.table(name))) for name in by_table}
+    empty: set[Key] = set()
+    if not any(
+        (k not in existing[name] and k not in inserted.get(name, empty)) or k in deleted.get(name, empty)
+        for name, keys in by_table.items()
+        for k in keys
+    ):
+        return
+    if refs is None:
+        refs = collect(catalog, changeset)
     missing = [
         r
         for r in refs

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gardien import journal, pg
-from gardien.apply import Phases, Timeouts, database_errors, prepare, read_touched
+from gardien.apply import Phases, Timeouts, database_errors, prepare, read_touched, without_gc
 from gardien.catalog import bind_catalog
 from gardien.config import CatalogConfig
 from gardien.errors import RollbackError
@@ -45,6 +45,7 @@ class RollbackResult:
         }
 
 
+@without_gc
 def rollback_deployment(
     conn: Any,
     deployment_id: str,

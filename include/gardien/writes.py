@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
-from gardien.keys import KeyMap, copy_field
+from gardien.keys import KeyMap, KeyTexts, copy_field, copy_json
 from gardien.plan import table_order
-from gardien.portable import Key, canonical_text, key_text, qualified, values_text
+from gardien.portable import Key, canonical_text, qualified, values_text
 
 _instances = itertools.count(1)
 
@@ -64,21 +65,22 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
             "CREATE TEMP TABLE {} (tbl text, op text, key text, vals jsonb, refs jsonb) ON COMMIT DROP"
         ).format(gc)
     )
-    buf = io.StringIO()
+    lines: list[str] = []
     for name, tw in writes.items():
         table = catalog.table(name)
         existing = keymap.ids(table)
+        row = _rows(lines, table, keymap.texts)
         for key, values in tw.inserts:
             full = {**dict(zip(table.natural_key, key, strict=True)), **values}
             op = "U" if key in existing else ("R" if key in tw.restore_ids else "I")
             if op == "R":
                 full[table.pk] = canonical_text(tw.restore_ids[key])
-            _row(buf, table, op, key, full)
+            row(op, key, full)
         for key, values in tw.updates:
-            _row(buf, table, "U", key, values)
+            row("U", key, values)
         for key in tw.deletes:
-            _row(buf, table, "D", key, {})
-    buf.seek(0)
+            row("D", key, {})
+    buf = io.StringIO("".join(lines))
     cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(gc).as_string(cur), buf)
     for name in order:
         if name in writes:
@@ -88,12 +90,27 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
             _delete(cur, catalog.table(name), gc, keymap, hard=writes[name].hard)
 
 
-def _row(buf: io.StringIO, table: BoundTable, op: str, key: Key, values: dict[str, Any]) -> None:
-    plain = {c: v for c, v in values.items() if c not in table.fks}
-    # Referenced keys as their canonical text: what the key map's ``nk`` column holds.
-    refs = {c: (None if v is None else key_text(v)) for c, v in values.items() if c in table.fks}
-    fields = (table.name, op, key_text(key), values_text(plain), values_text(refs))
-    buf.write("\t".join(copy_field(f) for f in fields) + "\n")
+def _rows(lines: list[str], table: BoundTable, texts: KeyTexts) -> Callable[[str, Key, dict[str, Any]], None]:
+    """A writer of one COPY line per row of ``table`` into ``lines`` (tbl, op, key, vals, refs)."""
+    fks = table.fks
+    prefix = copy_field(table.name) + "\t"
+    text = texts.text
+
+    def row(op: str, key: Key, values: dict[str, Any]) -> None:
+        plain = {}
+        # Referenced keys as their canonical text: what the key map's ``nk`` column holds.
+        refs = {}
+        for c, v in values.items():
+            if c in fks:
+                refs[c] = None if v is None else text(v)
+            else:
+                plain[c] = v
+        # key_text and values_text render JSON, in which only a backslash needs escaping for COPY.
+        lines.append(
+            f"{prefix}{op}\t{copy_json(text(key))}\t{copy_json(values_text(plain))}\t{copy_json(values_text(refs))}\n"
+        )
+
+    return row
 
 
 def _ref_value(catalog: Catalog, table: BoundTable, column: str, keymap: KeyMap) -> sql.Composable:
