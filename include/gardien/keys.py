@@ -245,22 +245,38 @@ class KeyMap:
             self._ids.pop(name, None)
             table = self.catalog.table(name)
             tmp = self._created[name]
-            sets = [
-                sql.SQL("{k} = (SELECT p.id FROM {p} AS p WHERE p.nk = g.{pi})").format(
-                    k=sql.Identifier(f"k{i}"),
-                    p=self.temp(self.catalog.table(table.fks[c].table)),
-                    pi=sql.Identifier(f"p{i}"),
-                )
-                for i, c in enumerate(table.natural_key)
-                if c in table.fks
-            ]
-            if sets:
+            fk_index = [i for i, c in enumerate(table.natural_key) if c in table.fks]
+            if not fk_index:
                 self.cur.execute(
-                    sql.SQL("UPDATE {} AS g SET {} WHERE g.id IS NULL").format(tmp, sql.SQL(", ").join(sets))
+                    sql.SQL("UPDATE {tmp} AS g SET id = {lookup} WHERE g.id IS NULL").format(
+                        tmp=tmp, lookup=self._lookup(table, "g")
+                    )
                 )
+                continue
+            # Foreign-key components looked up again in the parents' temp tables, then the key with them:
+            # one pass over the unresolved rows.
+            comps = [
+                sql.SQL("(SELECT p.id FROM {p} AS p WHERE p.nk = g.{pi})").format(
+                    p=self.temp(self.catalog.table(table.fks[c].table)), pi=sql.Identifier(f"p{i}")
+                )
+                if i in fk_index
+                else sql.SQL("g.{}").format(sql.Identifier(f"k{i}"))
+                for i, c in enumerate(table.natural_key)
+            ]
             self.cur.execute(
-                sql.SQL("UPDATE {tmp} AS g SET id = {lookup} WHERE g.id IS NULL").format(
-                    tmp=tmp, lookup=self._lookup(table, "g")
+                sql.SQL(
+                    "UPDATE {tmp} AS g SET ({fks}, id) = (SELECT {xfks}, {lookup} FROM (SELECT {comps} OFFSET 0) AS x) "
+                    "WHERE g.id IS NULL"
+                ).format(
+                    tmp=tmp,
+                    fks=sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in fk_index),
+                    xfks=sql.SQL(", ").join(
+                        sql.SQL("x.{}").format(sql.Identifier(f"k{i}")) for i in fk_index
+                    ),
+                    lookup=self._lookup(table, "x"),
+                    comps=sql.SQL(", ").join(
+                        sql.SQL("{} AS {}").format(c, sql.Identifier(f"k{i}")) for i, c in enumerate(comps)
+                    ),
                 )
             )
 
