@@ -242,31 +242,27 @@ class KeyMap:
             if name not in wanted:
                 continue
             self._pending.discard(name)
-            self._ids.pop(name, None)
             table = self.catalog.table(name)
             tmp = self._created[name]
             fk_index = [i for i, c in enumerate(table.natural_key) if c in table.fks]
             if not fk_index:
-                self.cur.execute(
-                    sql.SQL("UPDATE {tmp} AS g SET id = {lookup} WHERE g.id IS NULL").format(
-                        tmp=tmp, lookup=self._lookup(table, "g")
+                update = sql.SQL("UPDATE {tmp} AS g SET id = {lookup} WHERE g.id IS NULL").format(
+                    tmp=tmp, lookup=self._lookup(table, "g")
+                )
+            else:
+                # Foreign-key components looked up again in the parents' temp tables, then the key with
+                # them: one pass over the unresolved rows.
+                comps = [
+                    sql.SQL("(SELECT p.id FROM {p} AS p WHERE p.nk = g.{pi})").format(
+                        p=self.temp(self.catalog.table(table.fks[c].table)), pi=sql.Identifier(f"p{i}")
                     )
-                )
-                continue
-            # Foreign-key components looked up again in the parents' temp tables, then the key with them:
-            # one pass over the unresolved rows.
-            comps = [
-                sql.SQL("(SELECT p.id FROM {p} AS p WHERE p.nk = g.{pi})").format(
-                    p=self.temp(self.catalog.table(table.fks[c].table)), pi=sql.Identifier(f"p{i}")
-                )
-                if i in fk_index
-                else sql.SQL("g.{}").format(sql.Identifier(f"k{i}"))
-                for i, c in enumerate(table.natural_key)
-            ]
-            self.cur.execute(
-                sql.SQL(
-                    "UPDATE {tmp} AS g SET ({fks}, id) = (SELECT {xfks}, {lookup} FROM (SELECT {comps} OFFSET 0) AS x) "
-                    "WHERE g.id IS NULL"
+                    if i in fk_index
+                    else sql.SQL("g.{}").format(sql.Identifier(f"k{i}"))
+                    for i, c in enumerate(table.natural_key)
+                ]
+                update = sql.SQL(
+                    "UPDATE {tmp} AS g SET ({fks}, id) = "
+                    "(SELECT {xfks}, {lookup} FROM (SELECT {comps} OFFSET 0) AS x) WHERE g.id IS NULL"
                 ).format(
                     tmp=tmp,
                     fks=sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in fk_index),
@@ -278,7 +274,16 @@ class KeyMap:
                         sql.SQL("{} AS {}").format(c, sql.Identifier(f"k{i}")) for i, c in enumerate(comps)
                     ),
                 )
-            )
+            cached = self._ids.get(name)
+            if cached is None:
+                self.cur.execute(update)
+                continue
+            # Only the rows this UPDATE touched can have changed: the cached ids are completed with them.
+            self.cur.execute(update + sql.SQL(" RETURNING g.nk, g.id"))
+            known = self._keys[name]
+            for nk, row_id in self.cur.fetchall():
+                if row_id is not None:
+                    cached[known[nk]] = row_id
 
     def ids(self, table: BoundTable) -> dict[Key, Any]:
         """Resolved keys of ``table`` (unresolved ones are absent)."""

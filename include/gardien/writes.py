@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from gardien.plan import table_order
 from gardien.portable import Key, canonical_text, qualified, values_text
 
 _instances = itertools.count(1)
+_STRING = json.encoder.encode_basestring  # as gardien.portable renders strings (ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,24 +93,43 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
 
 
 def _rows(lines: list[str], table: BoundTable, texts: KeyTexts) -> Callable[[str, Key, dict[str, Any]], None]:
-    """A writer of one COPY line per row of ``table`` into ``lines`` (tbl, op, key, vals, refs)."""
+    """A writer of one COPY line per row of ``table`` into ``lines``: tbl, op, key, vals, refs.
+
+    ``vals`` and ``refs`` are the JSON objects gardien.portable.values_text renders, rendered here
+    directly when the values are text or NULL (as they are in changesets and before-images); referenced
+    keys as their canonical text, what the key map's ``nk`` column holds.
+    """
     fks = table.fks
     prefix = copy_field(table.name) + "\t"
     text = texts.text
+    names: dict[str, str] = {}  # column → its JSON string and the colon
 
     def row(op: str, key: Key, values: dict[str, Any]) -> None:
-        plain = {}
-        # Referenced keys as their canonical text: what the key map's ``nk`` column holds.
-        refs = {}
+        plain: list[str] | None = []
+        refs = []
         for c, v in values.items():
+            name = names.get(c)
+            if name is None:
+                name = names[c] = _STRING(c) + ":"
             if c in fks:
-                refs[c] = None if v is None else text(v)
+                refs.append(name + ("null" if v is None else _STRING(text(v))))
+            elif type(v) is str:
+                plain.append(name + _STRING(v))
+            elif v is None:
+                plain.append(name + "null")
             else:
-                plain[c] = v
-        # key_text and values_text render JSON, in which only a backslash needs escaping for COPY.
-        lines.append(
-            f"{prefix}{op}\t{copy_json(text(key))}\t{copy_json(values_text(plain))}\t{copy_json(values_text(refs))}\n"
-        )
+                plain = None
+                break
+        if plain is None:  # a value neither text nor NULL: values_text renders it
+            vals = values_text({c: v for c, v in values.items() if c not in fks})
+            refs_text = values_text(
+                {c: None if v is None else text(v) for c, v in values.items() if c in fks}
+            )
+        else:
+            vals = "{" + ",".join(plain) + "}"
+            refs_text = "{" + ",".join(refs) + "}"
+        # JSON text: only a backslash needs escaping for COPY.
+        lines.append(f"{prefix}{op}\t{copy_json(text(key))}\t{copy_json(vals)}\t{copy_json(refs_text)}\n")
 
     return row
 
