@@ -285,6 +285,15 @@ class KeyMap:
                 if row_id is not None:
                     cached[known[nk]] = row_id
 
+    def all_resolved(self, table: BoundTable) -> bool:
+        """Whether every key registered for ``table`` resolved to a row (True when none is registered)."""
+        if table.name not in self._created:
+            return True
+        self.cur.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT FROM {} WHERE id IS NULL)").format(self._created[table.name])
+        )
+        return bool(self.cur.fetchone()[0])
+
     def ids(self, table: BoundTable) -> dict[Key, Any]:
         """Resolved keys of ``table`` (unresolved ones are absent)."""
         if table.name not in self._created:
