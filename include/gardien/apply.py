@@ -24,6 +24,7 @@ from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, DeploymentError
 from gardien.fingerprint import (
+    LOCAL_SCHEME,
     ScopeFingerprint,
     SnapshotFingerprints,
     local_rows_fingerprint,
@@ -36,6 +37,7 @@ from gardien.keys import KeyMap
 from gardien.plan import FieldNote, three_way
 from gardien.portable import Key, set_session
 from gardien.references import check_references
+from gardien.rowhash import SCHEME as ROWHASH_SCHEME
 from gardien.touched import read_resolved
 from gardien.writes import TableWrites, execute
 
@@ -401,8 +403,13 @@ def _apply(
 
 def _with_local(portable: ScopeFingerprint, local: ScopeFingerprint) -> dict[str, Any]:
     """A journaled fingerprint: the portable one (what drift, release and reports read) and, under
-    ``local``, the local one the rollback proof compares (gardien.fingerprint, LOCAL fingerprint)."""
-    return {**portable.to_dict(), "local": local.to_dict()}
+    ``local``, the local one the rollback proof compares (gardien.fingerprint, LOCAL fingerprint), each
+    with the scheme that computed it (a later Gardien may compute them differently)."""
+    return {
+        **portable.to_dict(),
+        "scheme": ROWHASH_SCHEME,
+        "local": {**local.to_dict(), "scheme": LOCAL_SCHEME},
+    }
 
 
 def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, SourceDataError
 from gardien.fingerprint import ScopeFingerprint, TableFingerprint
 from gardien.keys import KeyMap
-from gardien.portable import RowSql, freeze, key_text, set_session
+from gardien.portable import RowSql, key_text, set_session
 from gardien.references import check_references
 from gardien.rowhash import RowHasher, exact_sum, halves
+from gardien.touched import Reader
 
 Progress = Callable[[str, int], None]
 
@@ -151,18 +151,12 @@ def _null_keys(cur: Any, rs: RowSql) -> tuple[int, list[str]]:
     return (rows[0][0] if rows else 0), [k for _, k in rows]
 
 
-def _fetch(cur: Any, rs: RowSql, ctids: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+def _fetch(cur: Any, reader: Reader, ctids: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """The rows at these ctids in portable form: (key, values)."""
     if not ctids:
         return []
-    query = sql.SQL("SELECT {key}::text, {values}::text FROM {src} WHERE t0.ctid = ANY(%s::tid[])").format(
-        key=rs.key, values=rs.values, src=rs.from_clause()
-    )
-    cur.execute(query, (ctids,))
-    columns = rs.table.value_columns
-    return [
-        (freeze(json.loads(k)), dict(zip(columns, freeze(json.loads(v)), strict=True)))
-        for k, v in cur.fetchall()
-    ]
+    cur.execute(reader.where(sql.SQL("t0.ctid = ANY(%s::tid[])")), (ctids,))
+    return [(key, values) for key, _, values in map(reader.decode, cur.fetchall())]
 
 
 def _duplicates(rows: list[tuple[Any, dict[str, Any]]]) -> list[str]:
@@ -192,6 +186,7 @@ def diff_table(
     rs = RowSql.build(catalog, table)
     with source.cursor() as scur, target.cursor() as tcur:
         (s_nulls, s_null_keys), (t_nulls, t_null_keys) = _null_keys(scur, rs), _null_keys(tcur, rs)
+    reader = Reader(catalog, table)
     conns, sides = (source, target), (_Side(), _Side())
     s_rows, t_rows = _on_both(lambda i: _side(hashers[i], conns[i], table, sides[i]))
     _compare(s_rows, t_rows, *sides)
@@ -199,8 +194,8 @@ def diff_table(
 
     def fetch(i: int) -> tuple[list[str], dict[Any, dict[str, Any]]]:
         with conns[i].cursor() as cur:
-            dups = _duplicates(_fetch(cur, rs, sides[i].ctids("suspects")))
-            return dups, ({} if dups else dict(_fetch(cur, rs, sides[i].ctids("fetch"))))
+            dups = _duplicates(_fetch(cur, reader, sides[i].ctids("suspects")))
+            return dups, ({} if dups else dict(_fetch(cur, reader, sides[i].ctids("fetch"))))
 
     (s_dups, src_rows), (t_dups, tgt_rows) = _on_both(fetch)
     problems = [f"NULL in natural key {k}" for k in s_null_keys]
@@ -225,9 +220,7 @@ def diff_table(
         if before is None:
             inserts.append(Insert(key=key, values=values))
             continue
-        changes = {
-            c: FieldChange(before[c], values[c]) for c in value_columns if before[c] != values[c]
-        }
+        changes = {c: FieldChange(before[c], values[c]) for c in value_columns if before[c] != values[c]}
         if changes:
             updates.append(Update(key=key, baseline=before, changes=changes))
     for key, values in tgt_rows.items():

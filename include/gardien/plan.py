@@ -86,16 +86,9 @@ class TablePlan:
         return len(self.inserts) + len(self.updates) + len(self.deletes)
 
 
-def is_live(table: BoundTable, values: dict[str, Any] | None) -> bool:
-    """A physical row counts as present unless it is absent or soft-deleted."""
-    if values is None:
-        return False
-    soft = table.soft_delete
-    return soft is None or values.get(soft.column) != canonical_text(soft.value)
-
-
 def _liveness(table: BoundTable) -> Callable[[dict[str, Any] | None], bool]:
-    """``is_live`` for the rows of ``table``, its soft-delete rule looked up once."""
+    """Whether a physical row of ``table`` counts as present (it exists and is not soft-deleted), the
+    soft-delete rule looked up once."""
     soft = table.soft_delete
     if soft is None:
         return lambda values: values is not None

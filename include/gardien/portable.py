@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,20 +185,3 @@ def scope_filter(table: BoundTable) -> sql.Composable:
                 sql.SQL("({} IS NULL OR {} NOT LIKE {})").format(col, col, sql.Literal(rule.not_like))
             )
     return sql.SQL(" AND ").join(conds)
-
-
-def read_rows_by_ids(
-    cur: Any, *, catalog: Catalog, table: BoundTable, ids: list[Any]
-) -> Iterator[tuple[Key, Any, dict[str, Any]]]:
-    """Yield (key, id, values) for the rows of ``table`` whose primary key is in ``ids`` (no scope filter)."""
-    rs = RowSql.build(catalog, table)
-    query = sql.SQL("SELECT {key}::text, t0.{pk}, {values}::text FROM {src} WHERE t0.{pk} = ANY(%s)").format(
-        key=rs.key, pk=sql.Identifier(table.pk), values=rs.values, src=rs.from_clause()
-    )
-    cur.execute(query, (ids,))
-    for key, row_id, values in cur.fetchall():
-        yield (
-            freeze(json.loads(key)),
-            row_id,
-            dict(zip(table.value_columns, freeze(json.loads(values)), strict=True)),
-        )

@@ -11,9 +11,10 @@ from gardien.apply import Phases, Timeouts, database_errors, prepare, read_touch
 from gardien.catalog import bind_catalog
 from gardien.config import CatalogConfig
 from gardien.errors import RollbackError
-from gardien.fingerprint import ScopeFingerprint, local_scope_fingerprint, scope_fingerprint
+from gardien.fingerprint import LOCAL_SCHEMES, ScopeFingerprint, local_scope_fingerprint, scope_fingerprint
 from gardien.keys import KeyMap
 from gardien.portable import key_text
+from gardien.rowhash import SCHEME as ROWHASH_SCHEME
 from gardien.writes import TableWrites, execute
 
 
@@ -46,6 +47,39 @@ class RollbackResult:
 
 
 @without_gc
+def _local_scheme(fingerprint: dict[str, Any]) -> str | None:
+    """The scheme of a journaled local fingerprint (local/1 when unmarked: the build that introduced it)."""
+    local = fingerprint.get("local")
+    return str(local.get("scheme", "local/1")) if isinstance(local, dict) else None
+
+
+def proof_method(
+    dep: journal.Deployment, later_active: list[journal.Deployment], overlapping: list[journal.Deployment]
+) -> str:
+    """How the rollback of ``dep`` will be proven: a local scheme (gardien.fingerprint.LOCAL_SCHEMES) when
+    ``dep`` and every later deployment still in effect journaled local fingerprints of one scheme this
+    version computes, else "portable" when their portable fingerprints are of the current row-hash scheme.
+
+    Raises RollbackError, before anything is written, when neither can be recomputed: journals written by
+    a Gardien whose fingerprints this one cannot reproduce.
+    """
+    later = [d for d in later_active if d not in overlapping]
+    fingerprints = [dep.fingerprint_before]
+    fingerprints += [fp for d in later for fp in (d.fingerprint_before, d.fingerprint_after)]
+    schemes = {_local_scheme(fp) for fp in fingerprints}
+    if len(schemes) == 1 and (scheme := schemes.pop()) in LOCAL_SCHEMES:
+        return scheme
+    if all(fp.get("scheme") == ROWHASH_SCHEME for fp in fingerprints):
+        return "portable"
+    names = ", ".join(d.name for d in [dep, *later])
+    raise RollbackError(
+        f"deployment {dep.name} cannot be rolled back with a proof by this Gardien version: it (or a later "
+        f"deployment still in effect: {names}) was journaled by a version whose fingerprints this one cannot "
+        "recompute. Nothing was changed. Roll it back with the version that deployed it, or capture and apply "
+        "a changeset that restores the previous configuration."
+    )
+
+
 def rollback_deployment(
     conn: Any,
     deployment_id: str,
@@ -62,8 +96,7 @@ def rollback_deployment(
     delete inserted rows children first. Proof: the LOCAL fingerprint of the touched tables (stored rows,
     ids included) equals the one the journal recorded just before the deployment, plus the recorded effect
     of later deployments still in effect on other rows (fingerprints are sums; see
-    docs/adr/0001-changeset-engine.md). Deployments journaled without local fingerprints (earlier builds)
-    are proven with the portable fingerprint instead, over a full rescan.
+    docs/adr/0001-changeset-engine.md), in the scheme they were journaled with (``proof_method``).
 
     Raises RollbackError when the deployment is unknown, when a later deployment still in effect touched
     the same rows (unless ``force``), or when the proof fails ("manual repair needed"). On a failed proof
@@ -104,6 +137,7 @@ def rollback_deployment(
                 f"deployment {dep.name} cannot be rolled back: later deployment(s) {names} changed the same rows "
                 "and are still in effect. Roll those back first, or pass --force to restore these rows anyway."
             )
+        method = proof_method(dep, later_active, overlapping)
         phase("later deployments")
         catalog = bind_catalog(conn, catalog_config, label=target)
         keymap = KeyMap(cur, catalog)
@@ -135,9 +169,7 @@ def rollback_deployment(
         # added to the expectation (fingerprints are sums). Anything else that changed is unexplained.
         later = [d for d in later_active if d not in overlapping]
         portable_before = expected.digest
-        local = "local" in dep.fingerprint_before and all(
-            "local" in d.fingerprint_before and "local" in d.fingerprint_after for d in later
-        )
+        local = method != "portable"
         if local:
             # The local proof (raw stored rows, ids included, no join): what an exact restoration must give.
             expected_local = ScopeFingerprint.from_dict(dep.fingerprint_before["local"])
@@ -146,7 +178,9 @@ def rollback_deployment(
                     ScopeFingerprint.from_dict(d.fingerprint_after["local"]),
                     ScopeFingerprint.from_dict(d.fingerprint_before["local"]),
                 )
-            restored = local_scope_fingerprint(cur, catalog, [t.table for t in expected_local.tables])
+            restored = local_scope_fingerprint(
+                cur, catalog, [t.table for t in expected_local.tables], scheme=method
+            )
             compared = expected_local
         else:
             # Journaled by a build without local fingerprints: the portable proof, over the full scope.
@@ -157,7 +191,7 @@ def rollback_deployment(
                 )
             restored = scope_fingerprint(cur, catalog, [t.table for t in expected.tables])
             compared = expected
-        phase(f"proof ({'local' if local else 'portable'})")
+        phase(f"proof ({method})")
         if restored != compared:
             raise RollbackError(
                 _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=compared, target=target)
@@ -165,6 +199,7 @@ def rollback_deployment(
         proof = {
             "proven": True,
             "method": "local" if local else "portable",
+            "scheme": method if local else ROWHASH_SCHEME,
             "expected": compared.digest,
             "restored": restored.digest,
             "portable_before": portable_before,

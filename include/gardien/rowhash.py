@@ -169,6 +169,7 @@ def _layout(
     Integer foreign keys travel as they are stored (a nullable one with its type's minimum for NULL,
     which ``RowHasher`` checks no referenced row uses); other ids as a 64-bit hash of their text.
     """
+
     def raw(c: str) -> bool:  # an integer that is never NULL is its own 64-bit part: nothing to hash
         return table.types[c] in _WIDTH and c in table.not_null
 

@@ -1,10 +1,9 @@
-"""Reading the rows an apply or a rollback touches, by id, in portable form, without parsing JSON.
+"""Reading rows in portable form (key and values as gardien.portable.RowSql's JSON renders them) without
+rendering or parsing JSON: what an apply or a rollback touches, and what a diff found different.
 
-``read_rows`` yields exactly what gardien.portable.read_rows_by_ids yields (the same rows, keys and
-values; the order may differ, and no caller depends on it) but selects the portable components as plain columns instead of JSON arrays
-rendered in SQL and parsed back in Python: a text component is ``column::text`` (as the JSON array holds
-it), a foreign key is an "is null" flag followed by the referenced row's key components, recursively. The
-Python side rebuilds the tuples with a decoder compiled once per table.
+The portable components are selected as plain columns: a text component is ``column::text`` (as the JSON
+array holds it), a foreign key is an "is null" flag followed by the referenced row's key components,
+recursively. The Python side rebuilds the tuples with a decoder compiled once per table.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from gardien.catalog import BoundTable, Catalog
 from gardien.portable import Key, qualified
 
 
-class _Reader:
+class Reader:
     """The SELECT list, joins and row decoder of one table."""
 
     def __init__(self, catalog: Catalog, table: BoundTable) -> None:
@@ -66,29 +65,23 @@ class _Reader:
         return f"(None if {is_null} else {self._key(ref, ref_alias)})"
 
     def query(self, ids: sql.Composable) -> sql.Composed:
-        return sql.SQL("SELECT {cols} FROM {t} AS t0 {joins} WHERE t0.{pk} = ANY({ids})").format(
+        return self.where(sql.SQL("t0.{} = ANY({})").format(sql.Identifier(self.table.pk), ids))
+
+    def where(self, condition: sql.Composable) -> sql.Composed:
+        """The rows (alias ``t0``) matching ``condition``; decode each with ``decode``."""
+        return sql.SQL("SELECT {cols} FROM {t} AS t0 {joins} WHERE {condition}").format(
             cols=sql.SQL(", ").join(self.columns),
             t=qualified(self.table),
             joins=sql.SQL(" ").join(self.joins),
-            pk=sql.Identifier(self.table.pk),
-            ids=ids,
+            condition=condition,
         )
-
-
-def read_rows(
-    cur: Any, *, catalog: Catalog, table: BoundTable, ids: list[Any]
-) -> Iterator[tuple[Key, Any, dict[str, Any]]]:
-    """Yield (key, id, values) for the rows of ``table`` whose primary key is in ``ids`` (no scope filter)."""
-    reader = _Reader(catalog, table)
-    cur.execute(reader.query(sql.Placeholder()), (ids,))
-    return map(reader.decode, cur.fetchall())
 
 
 def read_resolved(
     cur: Any, *, catalog: Catalog, table: BoundTable, keys: sql.Identifier
 ) -> Iterator[tuple[Key, Any, dict[str, Any]]]:
-    """``read_rows`` of the ids resolved in the key map's temp table ``keys`` of ``table`` (gardien.keys),
-    read there by the server rather than sent back as a list."""
-    reader = _Reader(catalog, table)
+    """(key, id, values) of the rows whose ids are resolved in the key map's temp table ``keys`` of
+    ``table`` (gardien.keys), read there by the server rather than sent back as a list (no scope filter)."""
+    reader = Reader(catalog, table)
     cur.execute(reader.query(sql.SQL("ARRAY(SELECT id FROM {} WHERE id IS NOT NULL)").format(keys)))
     return map(reader.decode, cur.fetchall())

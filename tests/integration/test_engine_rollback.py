@@ -236,3 +236,70 @@ def test_rollback_over_a_later_legacy_deployment_on_other_rows_uses_the_portable
         (first.deployment_id,),
     )[0]
     assert proof["method"] == "portable"
+
+
+def _local(dsn, scheme):
+    from gardien import pg
+    from gardien.catalog import bind_catalog
+    from gardien.fingerprint import local_scope_fingerprint
+    from gardien.portable import set_session
+
+    conn = pg.connect(dsn)
+    try:
+        catalog = bind_catalog(conn, catalog_config())
+        with conn.cursor() as cur:
+            set_session(cur)
+            return local_scope_fingerprint(cur, catalog, catalog.names, scheme=scheme)
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_rollback_of_a_deployment_journaled_with_local1_fingerprints_proves_them_in_that_scheme(pair):
+    # The build before local/2 journaled local/1 sums without a scheme mark.
+    import json
+
+    source, target = pair
+    load(target, BASE_STATE)
+    original = physical(target)
+    before = _local(target, "local/1")
+    _changed_source(source)
+    deployed = _deploy(source, target)
+    after = _local(target, "local/1")
+    (fp_before, fp_after) = query(
+        target, "SELECT fingerprint_before, fingerprint_after FROM gardien.deployment"
+    )[0]
+    touched = [t["table"] for t in fp_before["local"]["tables"]]
+    for fp, local in ((fp_before, before), (fp_after, after)):
+        fp["local"] = local.restricted(touched).to_dict()  # no "scheme" key, as that build wrote it
+    execute(
+        target,
+        "UPDATE gardien.deployment SET fingerprint_before = %s::jsonb, fingerprint_after = %s::jsonb",
+        (json.dumps(fp_before), json.dumps(fp_after)),
+    )
+    result = _rollback(target, deployed.deployment_id)
+    assert result.proven
+    (proof,) = query(target, "SELECT rollback_proof FROM gardien.deployment")[0]
+    assert (proof["method"], proof["scheme"]) == ("local", "local/1")
+    assert physical(target) == original
+
+
+def test_rollback_journaled_by_a_version_whose_fingerprints_cannot_be_recomputed_is_refused_untouched(pair):
+    source, target = pair
+    load(target, BASE_STATE)
+    _changed_source(source)
+    deployed = _deploy(source, target)
+    as_deployed = physical(target)
+    execute(
+        target,
+        "UPDATE gardien.deployment SET fingerprint_before = (fingerprint_before - 'local') "
+        "|| '{\"scheme\": \"gardien.rowhash/1\"}', fingerprint_after = fingerprint_after - 'local' - 'scheme'",
+    )
+    with pytest.raises(
+        RollbackError,
+        match=r"cannot be rolled back with a proof by this Gardien version.*"
+        r"Nothing was changed",
+    ):
+        _rollback(target, deployed.deployment_id)
+    assert physical(target) == as_deployed
+    assert query(target, "SELECT rolled_back_at FROM gardien.deployment") == [(None,)]

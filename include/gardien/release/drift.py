@@ -221,9 +221,7 @@ def _load_row_hashes(cur: Any, hasher: RowHasher, table: Any) -> None:
     cur.execute("TRUNCATE pg_temp.gardien_row_hashes")
     buf = io.StringIO()
     for batch in hasher.stream(cur.connection, table, pk=True):
-        buf.writelines(
-            f"{i}\t{h}\n" for i, h in zip(batch.pk.tolist(), row_hash_hex(batch.row), strict=True)
-        )
+        buf.writelines(f"{i}\t{h}\n" for i, h in zip(batch.pk.tolist(), row_hash_hex(batch.row), strict=True))
     buf.seek(0)
     cur.copy_expert("COPY pg_temp.gardien_row_hashes (id, h) FROM STDIN", buf)
 
