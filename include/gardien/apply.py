@@ -266,6 +266,10 @@ def apply_changeset(
                 settings={
                     "lock_timeout": f"{timeouts.lock_ms}ms",
                     "statement_timeout": f"{timeouts.statement_ms}ms",
+                    # The readers already run beside the apply: parallel workers would only add processes
+                    # competing with it for the same cores.
+                    "max_parallel_workers_per_gather": "0",
+                    "jit": "off",
                 },
             )
         try:

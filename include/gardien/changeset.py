@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gardien.errors import ChangesetError
@@ -74,6 +74,8 @@ class Changeset:
     source_fingerprint: ScopeFingerprint
     target_fingerprint: ScopeFingerprint
     tables: tuple[TableChanges, ...]
+    # The id once computed (a changeset is never modified: its content is its identity).
+    _id: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_empty(self) -> bool:
@@ -116,8 +118,10 @@ class Changeset:
 
     @property
     def id(self) -> str:
-        """SHA-256 of the canonical body: the identity approvals and the ledger bind to."""
-        return hashlib.sha256(_canonical(self.body()).encode()).hexdigest()
+        """SHA-256 of the canonical body: the identity approvals and the ledger bind to (computed once)."""
+        if self._id is None:
+            object.__setattr__(self, "_id", hashlib.sha256(_canonical(self.body()).encode()).hexdigest())
+        return self._id  # type: ignore[return-value]
 
     def to_json(self) -> str:
         """Canonical serialisation: sorted keys, no insignificant whitespace; the id is recomputable."""
