@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,23 +127,6 @@ def table_fingerprint(
     return TableFingerprint(table=table.name, rows=rows, low=low, high=high)
 
 
-def rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -> ScopeFingerprint:
-    """Fingerprint of the live, in-scope rows of each table whose primary key is in ``ids[table]``.
-
-    Apply adds the difference of this over the touched rows (after minus before its writes) to the full
-    fingerprint taken before: one full scan instead of two. Rows outside the touched set cannot change
-    portable form meanwhile (natural keys never change in place), and post-deploy verification recomputes
-    the full fingerprint, so a wrong sum would not go unnoticed.
-    """
-    hasher = RowHasher(cur, catalog)
-    out = []
-    for name, table_ids in ids.items():
-        table = catalog.table(name)
-        where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), ids_literal(table_ids))
-        out.append(sums(name, hasher.rows(table, where=where).row))
-    return ScopeFingerprint(tables=tuple(out))
-
-
 def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None = None) -> ScopeFingerprint:
     """Fingerprint of the managed scope (or of the named tables only), in catalog order.
 
@@ -165,17 +148,20 @@ def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None =
 # purpose: proving a rollback. Rollback restores deleted rows with their former ids, restores updated rows
 # in place and deletes inserted rows, so an exact restoration is also an id-exact one, and a restored scope
 # whose local fingerprint equals the one journaled before the deployment is the scope as it was, column
-# for column. The row hash is PostgreSQL's record hash (hash_record_extended), mixed per row (below): no text is
-# rendered for types whose equality is identity (integers, booleans, dates, timestamps, uuid, numeric with
+# for column. Scheme local/3 (current) hashes the very fields the portable stream reads (gardien.rowhash:
+# the record hash of the plain columns, NOT NULL integers and foreign-key ids as stored, plus the id),
+# chained and mixed per row on the client, so one scan gives both fingerprints. No text is rendered for
+# types whose equality is identity (integers, booleans, dates, timestamps, uuid, numeric with
 # a fixed scale; text compared byte-wise under COLLATE "C"); every other type is hashed through its text
 # form, as the portable fingerprint does, so that "equal" never hides a different stored value (1.0 and
 # 1.00, -0 and 0, '1 day' and '24 hours', case-insensitive collations).
 LOCAL_SEEDS = (0, 6148914691236517205)
-# local/2 (current): each row's record hash is mixed (its text hashed again, two seeds) before summing.
-# Summing hash_record_extended itself (local/1, journals of earlier builds) is linear in the columns'
-# hashes modulo 2**64: two rows exchanging their values showed only through carries, about half the time.
-LOCAL_SCHEME = "local/2"
-LOCAL_SCHEMES = ("local/1", "local/2")
+# Earlier schemes, still computed for the journals that recorded them: local/2 mixed each row's record
+# hash in SQL (its text hashed again, two seeds); local/1 summed hash_record_extended itself, which is
+# linear in the columns' hashes modulo 2**64: two rows exchanging their values showed only through
+# carries, about half the time.
+LOCAL_SCHEME = "local/3"
+LOCAL_SCHEMES = ("local/1", "local/2", "local/3")
 _LOCAL_SQL = {
     "local/1": """
 SELECT count(*), coalesce(sum(hash_record_extended({row}, {s1})), 0)::text,
@@ -208,6 +194,13 @@ def local_table_fingerprint(
     scheme: str = LOCAL_SCHEME,
 ) -> TableFingerprint:
     """Local fingerprint of the live, in-scope rows of one table (also matching ``where``)."""
+    if scheme == LOCAL_SCHEME:
+        hasher = RowHasher(cur, catalog)
+        if where is not None:
+            return sums(table.name, hasher.rows(table, where=where, local=True).local)
+        return _summed(
+            table.name, (b.local for b in hasher.stream(cur.connection, table, local=True, portable=False))
+        )
     rs = RowSql.build(catalog, table)
     cur.execute(
         sql.SQL(_LOCAL_SQL[scheme]).format(
@@ -237,93 +230,125 @@ def local_scope_fingerprint(
     )
 
 
-def local_rows_fingerprint(cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]) -> ScopeFingerprint:
-    """Local fingerprint of the live, in-scope rows of each table whose primary key is in ``ids[table]``."""
-    out = []
+def touched_fingerprints(
+    cur: Any, *, catalog: Catalog, ids: dict[str, list[Any]]
+) -> tuple[ScopeFingerprint, ScopeFingerprint]:
+    """Portable and local fingerprints of the live, in-scope rows of each table whose primary key is in
+    ``ids[table]``, from one read per table.
+
+    Apply adds the difference of these over the touched rows (after minus before its writes) to the full
+    fingerprints taken before: one full scan instead of two. Rows outside the touched set cannot change
+    portable form meanwhile (natural keys never change in place), and post-deploy verification recomputes
+    the full fingerprint, so a wrong sum would not go unnoticed.
+    """
+    hasher = RowHasher(cur, catalog)
+    portable, local = [], []
     for name, table_ids in ids.items():
         table = catalog.table(name)
         where = sql.SQL("t0.{} = ANY({})").format(sql.Identifier(table.pk), ids_literal(table_ids))
-        out.append(local_table_fingerprint(cur, catalog=catalog, table=table, where=where))
-    return ScopeFingerprint(tables=tuple(out))
+        hashed = hasher.rows(table, where=where, local=True)
+        portable.append(sums(name, hashed.row))
+        local.append(sums(name, hashed.local))
+    return ScopeFingerprint(tables=tuple(portable)), ScopeFingerprint(tables=tuple(local))
+
+
+def scope_fingerprints(
+    cur: Any, catalog: Catalog, tables: Iterable[str]
+) -> tuple[ScopeFingerprint, ScopeFingerprint]:
+    """Portable and local fingerprints of the named tables, in catalog order, from one scan per table."""
+    wanted = set(tables)
+    hasher = RowHasher(cur, catalog)
+    portable, local = [], []
+    for table in catalog.tables:
+        if table.name in wanted:
+            parts = list(_both(hasher.stream(cur.connection, table, local=True), table.name))
+            portable.append(_add(table.name, [p for p, _ in parts]))
+            local.append(_add(table.name, [q for _, q in parts]))
+    return ScopeFingerprint(tables=tuple(portable)), ScopeFingerprint(tables=tuple(local))
+
+
+def _both(batches: Iterable[Any], name: str) -> Iterator[tuple[TableFingerprint, TableFingerprint]]:
+    for batch in batches:
+        yield sums(name, batch.row), sums(name, batch.local)
+
+
+def _add(name: str, parts: list[TableFingerprint]) -> TableFingerprint:
+    return TableFingerprint(
+        table=name,
+        rows=sum(p.rows for p in parts),
+        low=sum(p.low for p in parts),
+        high=sum(p.high for p in parts),
+    )
+
+
+def _summed(name: str, hashes: Iterable[np.ndarray]) -> TableFingerprint:
+    return _add(name, [sums(name, h) for h in hashes])
 
 
 class SnapshotFingerprints:
-    """The full-scope portable and local fingerprints of some tables, computed on two other connections
-    that share the caller's snapshot (pg_export_snapshot), while the caller goes on with its transaction.
+    """The full-scope portable and local fingerprints of some tables, computed on another connection that
+    shares the caller's snapshot (pg_export_snapshot), while the caller goes on with its transaction.
 
     The exported snapshot is the state the caller's transaction started from (it must be taken before its
-    writes): the readers see exactly that state, never the caller's uncommitted writes, so the result is
+    writes): the reader sees exactly that state, never the caller's uncommitted writes, so the result is
     the same as scanning on the caller's connection at that point, only concurrent with the rest of the
-    apply. ``start`` connects and imports the snapshot synchronously and returns None when that fails (the
-    caller then scans itself); ``result()`` waits and re-raises a reader's error; ``close()`` cancels
-    whatever still runs and closes the connections.
+    apply. One scan per table gives both fingerprints (gardien.rowhash). ``start`` connects and imports
+    the snapshot synchronously and returns None when that fails (the caller then scans itself);
+    ``result()`` waits and re-raises the reader's error; ``close()`` cancels it if it still runs and
+    closes the connection.
     """
 
-    def __init__(self, conns: list[Any], catalog: Catalog, tables: list[str]) -> None:
+    def __init__(self, conn: Any, catalog: Catalog, tables: list[str]) -> None:
         self._catalog = catalog
         self._tables = tables
-        self._conns = conns
-        self._results: dict[str, Any] = {}
-        self._threads = [
-            threading.Thread(target=self._run, args=(conn, kind), daemon=True)
-            for conn, kind in zip(conns, ("portable", "local"), strict=True)
-        ]
-        for t in self._threads:
-            t.start()
+        self._conn = conn
+        self._result: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     @classmethod
     def start(
         cls, connect: Any, snapshot: str, catalog: Catalog, tables: list[str], settings: dict[str, str]
     ) -> SnapshotFingerprints | None:
-        """Open two readers on ``snapshot`` with ``settings`` (set_config, transaction-local) and start them."""
-        conns: list[Any] = []
+        """Open a reader on ``snapshot`` with ``settings`` (set_config, transaction-local) and start it."""
+        conn = None
         try:
-            for _ in range(2):
-                conn = connect()
-                conns.append(conn)
-                conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-                with conn.cursor() as cur:
-                    # The first statement of the transaction, as PostgreSQL requires.
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-                    for name, value in [*SESSION_SETTINGS, *settings.items()]:
-                        cur.execute("SELECT set_config(%s, %s, true)", (name, value))
+            conn = connect()
+            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with conn.cursor() as cur:
+                # The first statement of the transaction, as PostgreSQL requires.
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                for name, value in [*SESSION_SETTINGS, *settings.items()]:
+                    cur.execute("SELECT set_config(%s, %s, true)", (name, value))
         except Exception:  # noqa: BLE001 - no reader (connection limit, pooler...): the caller scans itself
-            for conn in conns:
+            if conn is not None:
                 conn.close()
             return None
-        return cls(conns, catalog, tables)
+        return cls(conn, catalog, tables)
 
-    def _run(self, conn: Any, kind: str) -> None:
+    def _run(self) -> None:
         try:
-            with conn.cursor() as cur:
-                if kind == "portable":
-                    self._results[kind] = scope_fingerprint(cur, self._catalog, self._tables)
-                else:
-                    self._results[kind] = local_scope_fingerprint(cur, self._catalog, self._tables)
+            with self._conn.cursor() as cur:
+                self._result = scope_fingerprints(cur, self._catalog, self._tables)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._results[kind] = exc
+            self._result = exc
 
     def result(self) -> tuple[ScopeFingerprint, ScopeFingerprint]:
-        """(portable, local) fingerprints of the tables, once both readers are done."""
-        for t in self._threads:
-            t.join()
+        """(portable, local) fingerprints of the tables, once the reader is done."""
+        self._thread.join()
         self.close()
-        for kind in ("portable", "local"):
-            if isinstance(self._results.get(kind), BaseException):
-                raise self._results[kind]
-        return self._results["portable"], self._results["local"]
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result
 
     def close(self) -> None:
-        for conn, t in zip(self._conns, self._threads, strict=True):
-            if t.is_alive():
-                try:
-                    conn.cancel()
-                except Exception:  # noqa: BLE001, S110 - best effort: the connection is closed below
-                    pass
-        for t in self._threads:
-            t.join()
-        for conn in self._conns:
+        if self._thread.is_alive():
             try:
-                conn.close()
-            except Exception:  # noqa: BLE001, S110
+                self._conn.cancel()
+            except Exception:  # noqa: BLE001, S110 - best effort: the connection is closed below
                 pass
+        self._thread.join()
+        try:
+            self._conn.close()
+        except Exception:  # noqa: BLE001, S110
+            pass

@@ -49,6 +49,7 @@ from gardien.portable import RowSql, qualified
 SCHEME = "gardien.rowhash/2"  # changes whenever any hash below would change
 KEY_SEED = 0x6761726469656E6B  # "gardienk"
 ROW_SEED = 0x6761726469656E72  # "gardienr"
+LOCAL_SEED = 0x6761726469656E6C  # "gardienl": the local hash (gardien.fingerprint, scheme local/3)
 HALF_SEEDS = (0x5555555555555555, 0x3333333333333333)
 NULL_REF = np.uint64(0x6E756C6C72656621)  # a NULL foreign key
 DANGLING_REF = np.uint64(0x64616E676C696E67)  # a foreign key whose row does not exist
@@ -375,11 +376,12 @@ class _KeyMap:
 class Hashed:
     """Live rows of a table with their hashes (and ctids when asked)."""
 
-    kh: np.ndarray  # uint64 key hashes
-    row: np.ndarray  # uint64 row hashes (fingerprint halves derive from these)
+    kh: np.ndarray | None  # uint64 key hashes (None when only the local hash was asked)
+    row: np.ndarray | None  # uint64 row hashes (fingerprint halves derive from these)
     pk: np.ndarray | None  # int64 ids, when asked
     block: np.ndarray | None = None
     pos: np.ndarray | None = None
+    local: np.ndarray | None = None  # uint64 local hashes (the row as stored, ids included), when asked
 
 
 class RowHasher:
@@ -471,34 +473,70 @@ class RowHasher:
         return kh, chain(ROW_SEED, parts, len(rows))
 
     # -- live rows ---------------------------------------------------------------------------------
-    def rows(self, table: BoundTable, *, where: sql.Composable | None = None, pk: bool = False) -> Hashed:
+    @staticmethod
+    def _local(layout: _Layout, rows: np.ndarray) -> np.ndarray:
+        """The row as stored, its id and foreign-key ids included, no translation (scheme local/3): the same
+        fields the portable hash reads, chained in layout order, so both come from one stream."""
+        parts = [rows["pk"].astype(np.int64).view(np.uint64)]
+        parts += [rows[f].astype(np.uint64) for f in ("lk", "lv") if f in rows.dtype.names]
+        parts += [rows[f].astype(np.int64).view(np.uint64) for f in (*layout.key_raw, *layout.value_raw)]
+        parts += [
+            rows[r.field].astype(np.int64).view(np.uint64) for r in (*layout.key_refs, *layout.value_refs)
+        ]
+        return chain(LOCAL_SEED, parts, len(rows))
+
+    def rows(
+        self,
+        table: BoundTable,
+        *,
+        where: sql.Composable | None = None,
+        pk: bool = False,
+        local: bool = False,
+    ) -> Hashed:
         """The live rows of ``table`` matching ``where`` (few: read at once), hashed."""
-        layout = _layout(self.catalog, table, full=True, where=where, pk=pk)
+        layout = _layout(self.catalog, table, full=True, where=where, pk=pk or local)
         rows = read_all(self.cur, layout.query, layout.dtype)
         kh, row = self._mix_rows(layout, rows, restricted=True)
-        return Hashed(kh=kh, row=row, pk=rows["pk"].astype(np.int64) if pk else None)
+        return Hashed(
+            kh=kh,
+            row=row,
+            pk=rows["pk"].astype(np.int64) if pk else None,
+            local=self._local(layout, rows) if local else None,
+        )
 
     def stream(
-        self, conn: Any, table: BoundTable, *, ctid: bool = False, pk: bool = False
+        self,
+        conn: Any,
+        table: BoundTable,
+        *,
+        ctid: bool = False,
+        pk: bool = False,
+        local: bool = False,
+        portable: bool = True,
     ) -> Iterator[Hashed]:
-        """Every live row of ``table``, hashed, in batches, read through ``conn`` (this hasher's)."""
-        layout = _layout(self.catalog, table, full=True, where=None, ctid=ctid, pk=pk)
+        """Every live row of ``table``, hashed, in batches, read through ``conn`` (this hasher's).
+
+        ``local`` adds the local hashes; ``portable=False`` computes only those (no referenced table read).
+        """
+        layout = _layout(self.catalog, table, full=True, where=None, ctid=ctid, pk=pk or local)
         for ref in (*layout.key_refs, *layout.value_refs):
             self._null_free(ref)
-            self.key_map(ref.table)  # whole referenced tables, before the stream starts
+            if portable:
+                self.key_map(ref.table)  # whole referenced tables, before the stream starts
         stream = Stream(conn, layout.query.as_string(self.cur), layout.dtype, table.name)
         try:
             while not stream.done:
                 rows = stream.read(self.batch)
                 if not len(rows):
                     continue
-                kh, row = self._mix_rows(layout, rows, restricted=False)
+                kh, row = self._mix_rows(layout, rows, restricted=False) if portable else (None, None)
                 yield Hashed(
                     kh=kh,
                     row=row,
                     pk=rows["pk"].astype(np.int64) if pk else None,
                     block=rows["block"].astype(np.uint32) if ctid else None,
                     pos=rows["pos"].astype(np.uint16) if ctid else None,
+                    local=self._local(layout, rows) if local else None,
                 )
         except BaseException:
             stream.close(quiet=True)

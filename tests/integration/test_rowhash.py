@@ -12,7 +12,12 @@ from gardien import pg
 from gardien.catalog import bind_catalog
 from gardien.config import parse_config
 from gardien.errors import ChangesetError
-from gardien.fingerprint import rows_fingerprint, scope_fingerprint
+from gardien.fingerprint import (
+    local_scope_fingerprint,
+    scope_fingerprint,
+    scope_fingerprints,
+    touched_fingerprints,
+)
 from gardien.portable import set_session
 from gardien.rowhash import RowHasher
 
@@ -173,17 +178,24 @@ def test_swapping_values_between_rows_changes_the_fingerprint(pair):
 
 
 def test_touched_rows_add_up_to_the_full_table_whatever_the_ids(pair):
+    """Every way of computing them agrees: streamed alone, streamed together, read by ids."""
+    locals_ = []
     for dsn in pair:
 
-        def work(cur: Any, catalog: Any) -> tuple[Any, Any]:
+        def work(cur: Any, catalog: Any) -> list[Any]:
             cur.execute("SELECT array_agg(id) FROM article")
             ids = cur.fetchone()[0]
-            return scope_fingerprint(cur, catalog, ["article"]), rows_fingerprint(
-                cur, catalog=catalog, ids={"article": ids}
-            )
+            tables = ["article"]
+            return [
+                (scope_fingerprint(cur, catalog, tables), local_scope_fingerprint(cur, catalog, tables)),
+                scope_fingerprints(cur, catalog, tables),
+                touched_fingerprints(cur, catalog=catalog, ids={"article": ids}),
+            ]
 
-        full, rows = _with(dsn, work)
-        assert full == rows
+        alone, together, by_ids = _with(dsn, work)
+        assert alone == together == by_ids
+        locals_.append(alone[1])
+    assert locals_[0] != locals_[1]  # the local fingerprint sees the ids, which differ
 
 
 def test_streamed_in_tiny_batches_gives_the_same_fingerprint(pair):
