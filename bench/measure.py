@@ -96,6 +96,17 @@ def diff_in_child(config: Path, source: str, target: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def checkpoint(admin: str) -> bool:
+    """CHECKPOINT (superuser or pg_checkpoint): the apply measured next then logs whole pages on first change,
+    as on a production target whose last checkpoint is recent. False when not allowed (noted in the report)."""
+    try:
+        with pg.autocommit(admin) as conn, conn.cursor() as cur:
+            cur.execute("CHECKPOINT")
+        return True
+    except Exception:  # noqa: BLE001 - a missing privilege only makes the figures less conservative
+        return False
+
+
 def apply_rollback(
     dsn: str, changeset: Changeset, *, catalog: CatalogConfig, at: datetime
 ) -> tuple[float, float, bool]:

@@ -145,6 +145,7 @@ def main() -> int:
     rss: dict[str, list[float]] = {"main": [], "quarter": []}
     reladiff_rows: list[int] = []
     proven: list[bool] = []
+    checkpoints: list[bool] = []
     when = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         for rep in range(args.repeat):
@@ -165,6 +166,7 @@ def main() -> int:
                 reladiff_rows.append(found)
             for name in ("main", "small"):
                 target = fresh_copy(admin, f"{prefixes[name]}prod", copies[name])
+                checkpoints.append(measure.checkpoint(admin))
                 when += timedelta(minutes=1)
                 apply_s, rollback_s, ok = measure.apply_rollback(
                     target, changesets[name], catalog=catalog, at=when
@@ -190,6 +192,7 @@ def main() -> int:
     figures["diff_peak_rss_mb"] = {name: max(values) for name, values in rss.items()}
     report["figures"] = figures
     report["rollback_proven"] = all(proven)
+    report["checkpoint_before_each_apply"] = all(checkpoints)
     report["reladiff_differences_reported"] = reladiff_rows[:1]
     report["ratios"] = ratios(figures, rows)
     text = json.dumps(report, indent=2)
