@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,14 +98,84 @@ def _compare(s: _Rows, t: _Rows, s_side: _Side, t_side: _Side) -> None:
         t_side.fetch.append(t.ctid[~t_same])
 
 
-def _side(hasher: RowHasher, conn: Any, table: BoundTable, side: _Side) -> _Rows:
-    """One side's live rows of ``table``, hashed and sorted by key hash; fingerprint sums into ``side``."""
-    kh, row, ctid = [], [], []
-    for batch in hasher.stream(conn, table, ctid=True):
-        side.add(batch.row)
-        kh.append(batch.kh)
-        row.append(batch.row)
-        ctid.append((batch.block.astype(np.uint64) << np.uint64(16)) | batch.pos.astype(np.uint64))
+SPILL_ROWS = 250_000  # rows of one side held in memory (6 MB); beyond, they go to temporary files
+_BITS = 6
+_PARTS = 1 << _BITS  # key-hash partitions of a spilled side (the top 6 bits): each is compared on its own
+_SHIFT = 64 - _BITS
+_SPILLED = np.dtype([("kh", "<u8"), ("row", "<u8"), ("ctid", "<u8")])
+
+
+def _sorted(kh: np.ndarray, row: np.ndarray, ctid: np.ndarray) -> _Rows:
+    order = np.argsort(kh)
+    return _Rows(kh[order], row[order], ctid[order])
+
+
+class _Spilled:
+    """One side's rows written by key-hash partition to temporary files, so memory stays bounded whatever
+    the table size: a partition of both sides is then read, sorted and compared at a time."""
+
+    def __init__(self) -> None:
+        self.files = [tempfile.TemporaryFile(prefix="gardien-diff-") for _ in range(_PARTS)]
+
+    def write(self, kh: np.ndarray, row: np.ndarray, ctid: np.ndarray) -> None:
+        part = (kh >> np.uint64(_SHIFT)).astype(np.intp)
+        order = np.argsort(part, kind="stable")
+        rows = np.empty(len(kh), dtype=_SPILLED)
+        rows["kh"], rows["row"], rows["ctid"] = kh[order], row[order], ctid[order]
+        ends = np.cumsum(np.bincount(part, minlength=_PARTS))
+        for p, (start, end) in enumerate(zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True)):
+            if end > start:
+                self.files[p].write(rows[start:end].tobytes())
+
+    def part(self, p: int) -> _Rows:
+        f = self.files[p]
+        f.seek(0)
+        rows = np.frombuffer(f.read(), dtype=_SPILLED)
+        return _sorted(rows["kh"], rows["row"], rows["ctid"])
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def _part(rows: _Rows | _Spilled, p: int) -> _Rows:
+    """Partition ``p`` (key hashes whose top bits are ``p``) of one side."""
+    if isinstance(rows, _Spilled):
+        return rows.part(p)
+    low, high = np.uint64(p << _SHIFT), np.uint64(((p + 1) << _SHIFT) - 1)
+    start, end = np.searchsorted(rows.kh, low), np.searchsorted(rows.kh, high, side="right")
+    return _Rows(rows.kh[start:end], rows.row[start:end], rows.ctid[start:end])
+
+
+def _side(hasher: RowHasher, conn: Any, table: BoundTable, side: _Side) -> _Rows | _Spilled:
+    """One side's live rows of ``table``, hashed: sorted by key hash in memory, or spilled to partition files
+    past SPILL_ROWS; fingerprint sums into ``side``."""
+    kh: list[np.ndarray] = []
+    row: list[np.ndarray] = []
+    ctid: list[np.ndarray] = []
+    held = 0
+    spilled: _Spilled | None = None
+    try:
+        for batch in hasher.stream(conn, table, ctid=True):
+            side.add(batch.row)
+            tids = (batch.block.astype(np.uint64) << np.uint64(16)) | batch.pos.astype(np.uint64)
+            if spilled is not None:
+                spilled.write(batch.kh, batch.row, tids)
+                continue
+            kh.append(batch.kh)
+            row.append(batch.row)
+            ctid.append(tids)
+            held += len(tids)
+            if held > SPILL_ROWS:
+                spilled = _Spilled()
+                spilled.write(np.concatenate(kh), np.concatenate(row), np.concatenate(ctid))
+                kh, row, ctid = [], [], []
+    except BaseException:
+        if spilled is not None:
+            spilled.close()
+        raise
+    if spilled is not None:
+        return spilled
     columns = []
     for parts in (kh, row, ctid):
         columns.append(np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64))
@@ -189,7 +260,16 @@ def diff_table(
     reader = Reader(catalog, table)
     conns, sides = (source, target), (_Side(), _Side())
     s_rows, t_rows = _on_both(lambda i: _side(hashers[i], conns[i], table, sides[i]))
-    _compare(s_rows, t_rows, *sides)
+    try:
+        if isinstance(s_rows, _Rows) and isinstance(t_rows, _Rows):
+            _compare(s_rows, t_rows, *sides)
+        else:
+            for p in range(_PARTS):  # equal keys share a key hash, hence a partition
+                _compare(_part(s_rows, p), _part(t_rows, p), *sides)
+    finally:
+        for rows in (s_rows, t_rows):
+            if isinstance(rows, _Spilled):
+                rows.close()
     del s_rows, t_rows
 
     def fetch(i: int) -> tuple[list[str], dict[Any, dict[str, Any]]]:

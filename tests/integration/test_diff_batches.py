@@ -64,3 +64,34 @@ def test_diff_duplicate_key_across_batches_is_named(states, monkeypatch, batch):
     execute(states[0], "INSERT INTO param (cle, valeur) VALUES ('K33', 'again'), ('K33', 'thrice')")
     with pytest.raises(SourceDataError, match=r'1 duplicated key\(s\):\n  duplicate natural key \["K33"\]'):
         diff(*states, catalog_config=catalog_config())
+
+
+@pytest.mark.parametrize("spill", [0, 3, 62], ids=["both-spill", "both-spill-late", "target-only-spills"])
+def test_diff_spilled_to_partition_files_gives_the_same_changes_and_fingerprints(states, monkeypatch, spill):
+    """Past SPILL_ROWS a side goes to temporary files by key-hash partition (bounded memory): same result,
+    also when only one side spills (the source has 60 parameters, the target 66)."""
+    expected = diff(*states, catalog_config=catalog_config())
+    monkeypatch.setattr(diff_module, "BATCH", 2)
+    monkeypatch.setattr(diff_module, "SPILL_ROWS", spill)
+    created = []
+    real_init = diff_module._Spilled.__init__
+
+    def counting_init(self):
+        created.append(self)
+        real_init(self)
+
+    monkeypatch.setattr(diff_module._Spilled, "__init__", counting_init)
+    spilled = diff(*states, catalog_config=catalog_config())
+    assert created  # the spill path ran
+    if spill == 62:
+        assert len(created) == 1  # param's target side only
+    assert spilled.id == expected.id
+    assert spilled.source_fingerprint == expected.source_fingerprint
+    assert spilled.target_fingerprint == expected.target_fingerprint
+
+
+def test_diff_duplicate_key_is_named_when_spilled(states, monkeypatch):
+    monkeypatch.setattr(diff_module, "SPILL_ROWS", 0)
+    execute(states[0], "INSERT INTO param (cle, valeur) VALUES ('K33', 'again')")
+    with pytest.raises(SourceDataError, match=r'duplicate natural key \["K33"\]'):
+        diff(*states, catalog_config=catalog_config())
