@@ -17,11 +17,11 @@ from gardien.catalog import BoundTable, Catalog, assert_compatible, bind_catalog
 from gardien.changeset import Changeset, Delete, FieldChange, Insert, TableChanges, Update, sort_rows
 from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, SourceDataError
-from gardien.fingerprint import ScopeFingerprint, TableFingerprint
+from gardien.fingerprint import ScopeFingerprint, TableFingerprint, sums
 from gardien.keys import KeyMap
 from gardien.portable import RowSql, key_text, set_session
 from gardien.references import check_references
-from gardien.rowhash import RowHasher, exact_sum, halves
+from gardien.rowhash import RowHasher
 from gardien.touched import Reader
 
 Progress = Callable[[str, int], None]
@@ -57,11 +57,11 @@ class _Side:
         return TableFingerprint(table=table, rows=self.rows, low=self.low, high=self.high)
 
     def add(self, row: np.ndarray) -> None:
-        """Add rows to the fingerprint sums (gardien.rowhash.halves of their row hashes)."""
-        h1, h2 = halves(row)
-        self.rows += len(row)
-        self.low += exact_sum(h1)
-        self.high += exact_sum(h2)
+        """Add rows to the fingerprint sums (gardien.fingerprint.sums of their row hashes)."""
+        part = sums("", row)
+        self.rows += part.rows
+        self.low += part.low
+        self.high += part.high
 
     def ctids(self, name: str) -> list[str]:
         parts = getattr(self, name)

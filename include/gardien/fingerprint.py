@@ -120,11 +120,7 @@ def table_fingerprint(
 ) -> TableFingerprint:
     """Fingerprint of the live, in-scope rows of one table, in portable form (streamed: constant memory)."""
     hasher = hasher or RowHasher(cur, catalog)
-    rows, low, high = 0, 0, 0
-    for batch in hasher.stream(cur.connection, table):
-        part = sums(table.name, batch.row)
-        rows, low, high = rows + part.rows, low + part.low, high + part.high
-    return TableFingerprint(table=table.name, rows=rows, low=low, high=high)
+    return _summed(table.name, (batch.row for batch in hasher.stream(cur.connection, table)))
 
 
 def scope_fingerprint(cur: Any, catalog: Catalog, tables: Iterable[str] | None = None) -> ScopeFingerprint:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,8 +14,6 @@ from gardien.plan import table_order
 from gardien.portable import Key, key_text, qualified
 
 _instances = itertools.count(1)
-
-_STRING = json.encoder.encode_basestring  # what key_text uses for strings (ensure_ascii=False)
 
 
 def copy_field(value: str | None) -> str:
@@ -44,29 +41,7 @@ class KeyTexts(dict):
     __slots__ = ()
 
     def __missing__(self, key: Any) -> str:
-        text = self._render(key) if type(key) is tuple else None
-        return key_text(key) if text is None else text
-
-    def _render(self, key: tuple[Any, ...]) -> str | None:
-        parts = []
-        for part in key:
-            kind = type(part)
-            if kind is str:
-                parts.append(_STRING(part))
-            elif part is None:
-                parts.append("null")
-            elif kind is tuple:
-                text = self.get(part)
-                if text is None:
-                    text = self._render(part)
-                    if text is None:
-                        return None
-                parts.append(text)
-            else:
-                return None
-        text = "[" + ",".join(parts) + "]"
-        self[key] = text
-        return text
+        return key_text(key, self)
 
     def text(self, key: Any) -> str:
         """key_text(key), memoised when the key is well formed."""

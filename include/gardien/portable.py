@@ -50,15 +50,22 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _STRING = json.encoder.encode_basestring  # what _ENCODE uses for strings (ensure_ascii=False)
 
 
-def key_text(key: Key) -> str:
+def key_text(key: Key, memo: dict[Key, str] | None = None) -> str:
     """Canonical JSON text of a key (used for sorting, temp tables and messages).
 
     Keys are tuples of text, None and nested keys: rendered here directly, exactly as ``_ENCODE`` would
     (5x cheaper per call; one apply renders each of thousands of keys several times). Anything else
-    goes through the encoder itself.
+    goes through the encoder itself. With ``memo``, keys of that shape (and the nested keys inside) are
+    remembered there and rendered once (equal keys of that shape have equal texts; others are not kept).
     """
+    text = _render_key(key, memo)
+    return _ENCODE(key) if text is None else text
+
+
+def _render_key(key: Any, memo: dict[Key, str] | None) -> str | None:
+    """``key_text`` of a tuple of text, None and such tuples; None for anything else."""
     if type(key) is not tuple:
-        return _ENCODE(key)
+        return None
     parts = []
     for part in key:
         kind = type(part)
@@ -67,10 +74,18 @@ def key_text(key: Key) -> str:
         elif part is None:
             parts.append("null")
         elif kind is tuple:
-            parts.append(key_text(part))
+            text = memo.get(part) if memo is not None else None
+            if text is None:
+                text = _render_key(part, memo)
+                if text is None:
+                    return None
+            parts.append(text)
         else:
-            return _ENCODE(key)
-    return "[" + ",".join(parts) + "]"
+            return None
+    text = "[" + ",".join(parts) + "]"
+    if memo is not None:
+        memo[key] = text
+    return text
 
 
 def values_text(values: dict[str, Any]) -> str:
@@ -91,6 +106,14 @@ def values_text(values: dict[str, Any]) -> str:
 
 def qualified(table: BoundTable) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+
+
+def referenced_join(ref: BoundTable, alias: str, column: sql.Composable) -> sql.Composed:
+    """The referenced row of a foreign-key ``column`` as ``alias`` (LEFT JOIN: a NULL or dangling id
+    gives NULLs)."""
+    return sql.SQL("LEFT JOIN {} AS {} ON {}.{} = {}").format(
+        qualified(ref), sql.Identifier(alias), sql.Identifier(alias), sql.Identifier(ref.pk), column
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +137,7 @@ class RowSql:
                 return sql.SQL("{}::text").format(col)
             ref = catalog.table(fk.table)
             ref_alias = f"r{next(counter)}"
-            joins.append(
-                sql.SQL("LEFT JOIN {} AS {} ON {}.{} = {}").format(
-                    qualified(ref),
-                    sql.Identifier(ref_alias),
-                    sql.Identifier(ref_alias),
-                    sql.Identifier(ref.pk),
-                    col,
-                )
-            )
+            joins.append(referenced_join(ref, ref_alias, col))
             return sql.SQL("CASE WHEN {} IS NULL THEN NULL ELSE {} END").format(col, key_of(ref, ref_alias))
 
         def key_of(tbl: BoundTable, alias: str) -> sql.Composable:

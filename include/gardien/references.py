@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,78 +29,44 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip()).casefold()
 
 
-def collect(catalog: Catalog, changeset: Changeset) -> list[Reference]:
-    """Every reference written by the changeset: foreign-key values and declared logical references."""
-    refs: list[Reference] = []
-    for tc in changeset.tables:
-        table = catalog.table(tc.table)
-        written = [(r.key, r.values) for r in tc.inserts]
-        written += [(r.key, {c: ch.after for c, ch in r.changes.items()}) for r in tc.updates]
-        for key, values in written:
-            full = {**dict(zip(table.natural_key, key, strict=True)), **values}
-            for column, fk in table.fks.items():
-                if full.get(column) is not None:
-                    refs.append(Reference(table.name, key, column, fk.table, full[column]))
-            for lref in table.logical_references:
-                if lref.column not in full or full[lref.column] is None:
-                    continue
-                parts = full[lref.column].split(lref.separator) if lref.separator else [full[lref.column]]
-                for part in parts:
-                    if part != "":
-                        refs.append(Reference(table.name, key, lref.column, lref.target_table, (part,)))
-    return refs
-
-
-def _referenced(catalog: Catalog, changeset: Changeset) -> dict[str, set[Key]] | None:
-    """The target keys of ``collect``'s references by target table, in the same order, without building
-    the references; None when a row's key does not fit its table (``collect`` then says how)."""
-    by_table: dict[str, set[Key]] = {}
+def _walk(catalog: Catalog, changeset: Changeset) -> Iterator[tuple[str, Key, str, str, Key]]:
+    """(table, key, column, target table, target key) of every reference the changeset writes: foreign-key
+    values and declared logical references, per written row in column order."""
     for tc in changeset.tables:
         table = catalog.table(tc.table)
         width = len(table.natural_key)
         positions = {c: i for i, c in enumerate(table.natural_key)}
-        fks = [(c, fk.table, positions.get(c)) for c, fk in table.fks.items()]
-        lrefs = [
-            (r.column, r.target_table, r.separator, positions.get(r.column)) for r in table.logical_references
-        ]
-        if not fks and not lrefs:
-            if any(type(r.key) is not tuple or len(r.key) != width for r in (*tc.inserts, *tc.updates)):
-                return None
+        # (column, target table, separator): a foreign key has no separator, its value is the target key.
+        columns = [(c, fk.table, None) for c, fk in table.fks.items()]
+        columns += [(r.column, r.target_table, r.separator or "") for r in table.logical_references]
+        if not columns:
             continue
         # Inserts write their values, updates the values they change (FieldChange.after).
         written = [(r.key, r.values) for r in tc.inserts]
         written += [(r.key, {c: ch.after for c, ch in r.changes.items()}) for r in tc.updates]
         for key, values in written:
             if type(key) is not tuple or len(key) != width:
-                return None
-            for column, target, pos in fks:
+                dict(zip(table.natural_key, key, strict=True))  # a key that does not fit raises here
+            for column, target, separator in columns:
                 if column in values:
                     value = values[column]
-                elif pos is not None:
-                    value = key[pos]
-                else:
-                    continue
-                if value is not None:
-                    keys = by_table.get(target)
-                    if keys is None:
-                        keys = by_table[target] = set()
-                    keys.add(value)
-            for column, target, separator, pos in lrefs:
-                if column in values:
-                    value = values[column]
-                elif pos is not None:
-                    value = key[pos]
+                elif column in positions:
+                    value = key[positions[column]]
                 else:
                     continue
                 if value is None:
                     continue
+                if separator is None:
+                    yield table.name, key, column, target, value
+                    continue
                 for part in value.split(separator) if separator else [value]:
                     if part != "":
-                        keys = by_table.get(target)
-                        if keys is None:
-                            keys = by_table[target] = set()
-                        keys.add((part,))
-    return by_table
+                        yield table.name, key, column, target, (part,)
+
+
+def collect(catalog: Catalog, changeset: Changeset) -> list[Reference]:
+    """Every reference written by the changeset: foreign-key values and declared logical references."""
+    return [Reference(*ref) for ref in _walk(catalog, changeset)]
 
 
 def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap: KeyMap) -> None:
@@ -109,13 +76,12 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
     changeset does not delete it. When a missing key differs from an existing one only by case or
     whitespace, the message names that nearest key.
     """
-    refs: list[Reference] | None = None
-    by_table = _referenced(catalog, changeset)
-    if by_table is None:
-        refs = collect(catalog, changeset)  # raises on the row whose key does not fit
-        by_table = {}
-        for ref in refs:
-            by_table.setdefault(ref.target_table, set()).add(ref.target_key)
+    by_table: dict[str, set[Key]] = {}
+    for _, _, _, target, target_key in _walk(catalog, changeset):
+        keys = by_table.get(target)
+        if keys is None:
+            keys = by_table[target] = set()
+        keys.add(target_key)
     if not by_table:
         return
     inserted = {tc.table: {r.key for r in tc.inserts} for tc in changeset.tables}
@@ -143,8 +109,7 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
         for k in keys
     ):
         return
-    if refs is None:
-        refs = collect(catalog, changeset)
+    refs = collect(catalog, changeset)  # the rows behind the missing keys, for the message
     missing = [
         r
         for r in refs

@@ -241,14 +241,11 @@ def layout_sql(catalog: Catalog, table: BoundTable) -> sql.Composed:
     return _layout(catalog, table, full=True, where=None).query
 
 
-def _parse(data: bytes, dtype: np.dtype, *, started: bool) -> tuple[np.ndarray, bytes]:
-    """Whole rows of ``data`` (after the COPY header unless ``started``) and the bytes left over."""
-    if not started:
-        if not data.startswith(_HEADER):
-            raise ChangesetError("unexpected COPY header from the server; the row hashes cannot be read.")
-        data = data[len(_HEADER) :]
-    whole = len(data) // dtype.itemsize
-    return np.frombuffer(data, dtype=dtype, count=whole), data[whole * dtype.itemsize :]
+def _body(data: bytes) -> bytes:
+    """The start of a binary COPY without its header (checked)."""
+    if not data.startswith(_HEADER):
+        raise ChangesetError("unexpected COPY header from the server; the row hashes cannot be read.")
+    return data[len(_HEADER) :]
 
 
 def read_all(cur: Any, query: sql.Composed, dtype: np.dtype) -> np.ndarray:
@@ -258,10 +255,11 @@ def read_all(cur: Any, query: sql.Composed, dtype: np.dtype) -> np.ndarray:
     data = buf.getvalue()
     if data.endswith(_TRAILER):
         data = data[: -len(_TRAILER)]
-    rows, rest = _parse(data, dtype, started=False)
+    data = _body(data)
+    rest = len(data) % dtype.itemsize
     if rest:
-        raise ChangesetError(f"truncated COPY stream ({len(rest)} bytes left); read again.")
-    return rows
+        raise ChangesetError(f"truncated COPY stream ({rest} bytes left); read again.")
+    return np.frombuffer(data, dtype=dtype)
 
 
 class Stream:
@@ -311,9 +309,7 @@ class Stream:
             if data.endswith(_TRAILER):
                 data = data[: -len(_TRAILER)]
         if not self._started and data:
-            if not data.startswith(_HEADER):
-                raise ChangesetError("unexpected COPY header from the server; the row hashes cannot be read.")
-            data = data[len(_HEADER) :]
+            data = _body(data)
             self._started = True
         whole = min(len(data) // item, rows)
         self._pending = data[whole * item :]

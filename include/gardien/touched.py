@@ -15,7 +15,7 @@ from typing import Any
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
-from gardien.portable import Key, qualified
+from gardien.portable import Key, qualified, referenced_join
 
 
 class Reader:
@@ -52,15 +52,7 @@ class Reader:
         # As gardien.portable.RowSql renders it: NULL, or the referenced row's natural key (LEFT JOIN).
         ref = self.catalog.table(fk.table)
         ref_alias = f"r{next(self._aliases)}"
-        self.joins.append(
-            sql.SQL("LEFT JOIN {} AS {} ON {}.{} = {}").format(
-                qualified(ref),
-                sql.Identifier(ref_alias),
-                sql.Identifier(ref_alias),
-                sql.Identifier(ref.pk),
-                col,
-            )
-        )
+        self.joins.append(referenced_join(ref, ref_alias, col))
         is_null = self._column(sql.SQL("{} IS NULL").format(col))
         return f"(None if {is_null} else {self._key(ref, ref_alias)})"
 

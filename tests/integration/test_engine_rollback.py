@@ -13,6 +13,7 @@ from test_engine_support import (
     database_pair,
     execute,
     load,
+    local_fingerprint,
     physical,
     query,
     reset,
@@ -238,23 +239,6 @@ def test_rollback_over_a_later_legacy_deployment_on_other_rows_uses_the_portable
     assert proof["method"] == "portable"
 
 
-def _local(dsn, scheme):
-    from gardien import pg
-    from gardien.catalog import bind_catalog
-    from gardien.fingerprint import local_scope_fingerprint
-    from gardien.portable import set_session
-
-    conn = pg.connect(dsn)
-    try:
-        catalog = bind_catalog(conn, catalog_config())
-        with conn.cursor() as cur:
-            set_session(cur)
-            return local_scope_fingerprint(cur, catalog, catalog.names, scheme=scheme)
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 def test_rollback_of_a_deployment_journaled_with_local1_fingerprints_proves_them_in_that_scheme(pair):
     # The build before local/2 journaled local/1 sums without a scheme mark.
     import json
@@ -262,10 +246,10 @@ def test_rollback_of_a_deployment_journaled_with_local1_fingerprints_proves_them
     source, target = pair
     load(target, BASE_STATE)
     original = physical(target)
-    before = _local(target, "local/1")
+    before = local_fingerprint(target, "local/1")
     _changed_source(source)
     deployed = _deploy(source, target)
-    after = _local(target, "local/1")
+    after = local_fingerprint(target, "local/1")
     (fp_before, fp_after) = query(
         target, "SELECT fingerprint_before, fingerprint_after FROM gardien.deployment"
     )[0]

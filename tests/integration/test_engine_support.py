@@ -195,3 +195,20 @@ BASE_STATE: dict[str, Any] = {
     "grants": [("U1", "infirmier", 1), ("U2", "medecin", 2), ("U3", "medecin", 3)],
     "params": [("P1", "x", "U1;U2"), ("P2", "y", ""), ("LOCAL_A", "local", "")],
 }
+
+
+def local_fingerprint(dsn: str, scheme: str) -> Any:
+    """The local fingerprint (rollback proofs) of every table of the catalog, in ``scheme``."""
+    from gardien.catalog import bind_catalog
+    from gardien.fingerprint import local_scope_fingerprint
+    from gardien.portable import set_session
+
+    conn = pg.connect(dsn)
+    try:
+        catalog = bind_catalog(conn, catalog_config())
+        with conn.cursor() as cur:
+            set_session(cur)
+            return local_scope_fingerprint(cur, catalog, catalog.names, scheme=scheme)
+    finally:
+        conn.rollback()
+        conn.close()

@@ -3,40 +3,23 @@ scheme of earlier builds did not, and is still computed for journals that record
 
 from __future__ import annotations
 
-from typing import Any
+from test_engine_support import BASE_STATE, create_schema, execute, load, local_fingerprint
 
-from test_engine_support import BASE_STATE, catalog_config, create_schema, execute, load
-
-from gardien import pg
-from gardien.catalog import bind_catalog
-from gardien.fingerprint import LOCAL_SCHEME, local_scope_fingerprint
-from gardien.portable import set_session
-
-
-def _local(dsn: str, scheme: str) -> Any:
-    conn = pg.connect(dsn)
-    try:
-        catalog = bind_catalog(conn, catalog_config())
-        with conn.cursor() as cur:
-            set_session(cur)
-            return local_scope_fingerprint(cur, catalog, catalog.names, scheme=scheme)
-    finally:
-        conn.rollback()
-        conn.close()
+from gardien.fingerprint import LOCAL_SCHEME
 
 
 def test_rows_exchanging_values_change_the_current_local_fingerprint_only(make_db):
     dsn = make_db("local_schemes")
     create_schema(dsn)
     load(dsn, BASE_STATE)
-    before = {scheme: _local(dsn, scheme) for scheme in ("local/1", LOCAL_SCHEME)}
+    before = {scheme: local_fingerprint(dsn, scheme) for scheme in ("local/1", LOCAL_SCHEME)}
     # Two units swap labels and budgets: every column's multiset is unchanged, every row is not.
     execute(
         dsn,
         "UPDATE unit u SET label = o.label, budget = o.budget FROM unit o "
         "WHERE (u.code, o.code) IN (('U1', 'U3'), ('U3', 'U1'))",
     )
-    after = {scheme: _local(dsn, scheme) for scheme in ("local/1", LOCAL_SCHEME)}
+    after = {scheme: local_fingerprint(dsn, scheme) for scheme in ("local/1", LOCAL_SCHEME)}
     # The earlier sums are linear in the columns' hashes modulo 2**64: the exchange only shows, if at all,
     # through wrap-around carries (about one chance in two).
     old, new = before["local/1"].table("unit"), after["local/1"].table("unit")
