@@ -36,7 +36,7 @@ from gardien.plan import FieldNote, three_way
 from gardien.portable import Key, set_session
 from gardien.references import check_references
 from gardien.rowhash import SCHEME as ROWHASH_SCHEME
-from gardien.touched import read_resolved
+from gardien.touched import Whole, read_resolved
 from gardien.writes import TableWrites, execute
 
 _LOCK_CLASS = 0x47415244 & 0x7FFFFFFF  # "GARD"
@@ -104,8 +104,12 @@ def without_gc(func: Callable[..., R]) -> Callable[..., R]:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """Per transaction: waiting for a lock, one statement, and the session idling inside the transaction
+    (a frozen or stopped client: PostgreSQL ends its session, which rolls back and frees every lock)."""
+
     lock_ms: int = 10_000
     statement_ms: int = 600_000
+    idle_ms: int = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,9 @@ def prepare(cur: Any, *, schema: str, target: str, timeouts: Timeouts) -> None:
     set_session(cur)
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeouts.lock_ms}ms",))
     cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeouts.statement_ms}ms",))
+    cur.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", (f"{timeouts.idle_ms}ms",)
+    )
     # The default 4MB makes the joins of a few thousand keys against large tables spill to disk; JIT
     # compilation costs more than it saves on these statements of a few thousand rows each.
     cur.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
@@ -212,17 +219,22 @@ def database_errors(target: str) -> Iterator[None]:
 
 
 def read_touched(
-    cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]]
-) -> dict[str, dict[Key, tuple[Any, dict[str, Any]]]]:
-    """The rows with these natural keys as they physically are now: key → (id, value columns)."""
+    cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]], lock: bool = False
+) -> dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]]:
+    """The rows with these natural keys as they physically are now: key → (id, value columns, whole row).
+
+    With ``lock``, the rows are locked until the transaction ends (FOR UPDATE) and read whole (every
+    column as text, gardien.touched.Whole); else the whole row is None.
+    """
     for name, table_keys in keys.items():
         keymap.add(catalog.table(name), table_keys)
     keymap.resolve()
-    out: dict[str, dict[Key, tuple[Any, dict[str, Any]]]] = {}
+    out: dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]] = {}
     for name in keys:
         table = catalog.table(name)
-        rows = read_resolved(cur, catalog=catalog, table=table, keys=keymap.temp(table))
-        out[name] = {k: (i, v) for k, i, v in rows}
+        whole = Whole(cur, table) if lock else None
+        rows = read_resolved(cur, catalog=catalog, table=table, keys=keymap.temp(table), whole=whole)
+        out[name] = {k: (i, v, w) for k, i, v, w in rows}
     return out
 
 
@@ -270,40 +282,43 @@ def apply_changeset(
             )
         if changeset.is_empty:
             return ApplyResult(status="empty", changeset_id=changeset_id, target=target)
-        scan = None
-        if dsn is not None:
-            # Taken before any write: the readers see the scope exactly as this apply found it.
-            cur.execute("SELECT pg_export_snapshot()")
-            scan = SnapshotFingerprints.start(
-                lambda: pg.connect(dsn, application_name="gardien apply (fingerprint)"),
-                cur.fetchone()[0],
-                catalog,
-                [t.table for t in changeset.tables if t.count],
-                settings={
-                    "lock_timeout": f"{timeouts.lock_ms}ms",
-                    "statement_timeout": f"{timeouts.statement_ms}ms",
-                    # The readers already run beside the apply: parallel workers would only add processes
-                    # competing with it for the same cores.
-                    "max_parallel_workers_per_gather": "0",
-                    "jit": "off",
-                },
-            )
-        try:
-            return _apply(
-                cur,
-                changeset,
-                changeset_id=changeset_id,
-                catalog=catalog,
-                target=target,
-                applied_at=applied_at,
-                deployment_id=deployment_id,
-                release_id=release_id,
-                release_label=release_label,
-                scan=scan,
-            )
-        finally:
-            if scan is not None:
-                scan.close()
+        return _apply(
+            cur,
+            changeset,
+            changeset_id=changeset_id,
+            catalog=catalog,
+            target=target,
+            applied_at=applied_at,
+            deployment_id=deployment_id,
+            release_id=release_id,
+            release_label=release_label,
+            start_scan=None if dsn is None else functools.partial(_start_scan, dsn=dsn, timeouts=timeouts),
+        )
+
+
+def _start_scan(cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts) -> SnapshotFingerprints | None:
+    """Full-scope fingerprints computed on other connections sharing this transaction's snapshot.
+
+    Exported after the touched rows are locked and before any write: the readers see the scope exactly as
+    this apply found it, the rows it replaces included (a concurrent edit committed before the lock is in
+    both the snapshot and the before-images).
+    """
+    cur.execute("SELECT pg_export_snapshot()")
+    return SnapshotFingerprints.start(
+        lambda: pg.connect(dsn, application_name="gardien apply (fingerprint)"),
+        cur.fetchone()[0],
+        catalog,
+        tables,
+        settings={
+            "lock_timeout": f"{timeouts.lock_ms}ms",
+            "statement_timeout": f"{timeouts.statement_ms}ms",
+            "idle_in_transaction_session_timeout": f"{timeouts.idle_ms}ms",
+            # The readers already run beside the apply: parallel workers would only add processes
+            # competing with it for the same cores.
+            "max_parallel_workers_per_gather": "0",
+            "jit": "off",
+        },
+    )
 
 
 def _apply(
@@ -317,16 +332,57 @@ def _apply(
     deployment_id: str | None,
     release_id: str | None,
     release_label: str | None,
-    scan: SnapshotFingerprints | None,
+    start_scan: Callable[..., SnapshotFingerprints | None] | None,
 ) -> ApplyResult:
     phase = Phases(f"apply {changeset_id[:12]} to {target}")
     keymap = KeyMap(cur, catalog)
+    # Locked from here to COMMIT: what the three-way check compares is what the writes replace.
     current = read_touched(
-        cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
+        cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}, lock=True
     )
-    phase("read touched rows")
+    phase("read and lock touched rows")
+    scan = None
+    if start_scan is not None:
+        scan = start_scan(cur, catalog, [t.table for t in changeset.tables if t.count])
+    try:
+        return _checked_apply(
+            cur,
+            changeset,
+            changeset_id=changeset_id,
+            catalog=catalog,
+            target=target,
+            applied_at=applied_at,
+            deployment_id=deployment_id,
+            release_id=release_id,
+            release_label=release_label,
+            scan=scan,
+            keymap=keymap,
+            current=current,
+            phase=phase,
+        )
+    finally:
+        if scan is not None:
+            scan.close()
+
+
+def _checked_apply(
+    cur: Any,
+    changeset: Changeset,
+    *,
+    changeset_id: str,
+    catalog: Catalog,
+    target: str,
+    applied_at: datetime,
+    deployment_id: str | None,
+    release_id: str | None,
+    release_label: str | None,
+    scan: SnapshotFingerprints | None,
+    keymap: KeyMap,
+    current: dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]],
+    phase: Phases,
+) -> ApplyResult:
     plans, drift = three_way(
-        catalog, changeset, {t: {k: v for k, (_, v) in rows.items()} for t, rows in current.items()}
+        catalog, changeset, {t: {k: v for k, (_, v, _) in rows.items()} for t, rows in current.items()}
     )
     phase("three-way check")
     check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
@@ -334,7 +390,7 @@ def _apply(
     touched = [name for name, plan in plans.items() if plan.count]
     if scan is None:
         before, local_before = scope_fingerprints(cur, catalog, touched)
-    ids_before = {name: [i for i, _ in current.get(name, {}).values()] for name in touched}
+    ids_before = {name: [r[0] for r in current.get(name, {}).values()] for name in touched}
     touched_before, local_touched_before = touched_fingerprints(cur, catalog=catalog, ids=ids_before)
     phase("fingerprints of touched rows before")
     writes = {
@@ -368,13 +424,23 @@ def _apply(
     images: dict[str, list[BeforeImage]] = {}
     crosswalk: dict[str, list[tuple[Key, Any]]] = {}
     for name, tw in writes.items():
-        ids = keymap.ids(catalog.table(name))
+        table = catalog.table(name)
+        ids = keymap.ids(table)
         rows = current.get(name, {})
+        # The whole rows as the writes left them: what a rollback compares with the target then.
+        after_rows = Whole(cur, table).read(cur, ids_after[name], lock=False)
         # By canonical text, as key_text sorts (each key's text was rendered once, by the key map).
         keys = sorted(tw.keys(), key=keymap.texts.text)
         images[name] = [
-            BeforeImage(k, None, None) if (row := rows.get(k)) is None else BeforeImage(k, row[0], row[1])
+            BeforeImage(
+                k,
+                None if row is None else row[0],
+                None if row is None else row[1],
+                None if row is None else row[2],
+                None if (i := ids.get(k)) is None else after_rows.get(str(i)),
+            )
             for k in keys
+            for row in (rows.get(k),)
         ]
         crosswalk[name] = [(k, ids.get(k)) for k in keys]
     counts = {

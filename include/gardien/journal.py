@@ -32,21 +32,31 @@ CREATE TABLE IF NOT EXISTS gardien.deployment (
     rolled_back_at      timestamptz,
     rollback_proof      jsonb
 );
+-- Whole rows after the deployment (gardien.touched.Whole), aligned with before_images: what a rollback
+-- compares the target with before restoring (NULL in journals written before it existed).
+ALTER TABLE gardien.deployment ADD COLUMN IF NOT EXISTS after_images jsonb;
 """
 
 _COLUMNS = (
     "seq, deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, release_label, before_images, "
-    "crosswalk, fingerprint_before, fingerprint_after, drift, counts, rolled_back_at, rollback_proof"
+    "crosswalk, fingerprint_before, fingerprint_after, drift, counts, rolled_back_at, rollback_proof, after_images"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class BeforeImage:
-    """A touched row as it was just before the deployment; ``values`` None means it did not exist."""
+    """A touched row as it was just before the deployment; ``values`` None means it did not exist.
+
+    ``values`` are its managed values in portable form; ``row`` the whole row as stored (every column as
+    text, gardien.touched.Whole) and ``after`` the whole row the deployment left (None: none, or a journal
+    written before whole rows were kept, see ``Deployment.whole``).
+    """
 
     key: Key
     id: Any
     values: dict[str, Any] | None
+    row: dict[str, str | None] | None = None
+    after: dict[str, str | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": list(self.key), "id": self.id, "values": self.values}
@@ -69,6 +79,7 @@ class Deployment:
     counts: dict[str, Any]
     rolled_back_at: datetime | None
     rollback_proof: dict[str, Any] | None
+    whole: bool = False  # whole before- and after-images journaled (else portable before-images only)
 
     @property
     def name(self) -> str:
@@ -106,8 +117,8 @@ def record(
     """Insert one deployment row (the caller's transaction; the schema must exist)."""
     cur.execute(
         "INSERT INTO gardien.deployment (deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, "
-        "release_label, before_images, crosswalk, fingerprint_before, fingerprint_after, drift, counts) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "release_label, before_images, after_images, crosswalk, fingerprint_before, fingerprint_after, drift, counts) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             deployment_id,
             changeset_id,
@@ -124,12 +135,14 @@ def record(
                             "key": i.key if type(i.key) is tuple else list(i.key),
                             "id": i.id,
                             "values": i.values,
+                            "row": i.row,
                         }
                         for i in imgs
                     ]
                     for t, imgs in before_images.items()
                 }
             ),
+            _dumps({t: [i.after for i in imgs] for t, imgs in before_images.items()}),
             _dumps(
                 {
                     t: [[k if type(k) is tuple else list(k), v] for k, v in rows]
@@ -161,6 +174,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
         counts,
         rolled_back_at,
         proof,
+        afters,
     ) = row
     return Deployment(
         seq=seq,
@@ -178,8 +192,10 @@ def _row(row: tuple[Any, ...]) -> Deployment:
                     None
                     if i["values"] is None
                     else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
+                    i.get("row"),
+                    after,
                 )
-                for i in imgs
+                for i, after in zip(imgs, (afters or {}).get(t) or [None] * len(imgs), strict=True)
             ]
             for t, imgs in images.items()
         },
@@ -190,6 +206,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
         counts=counts,
         rolled_back_at=rolled_back_at,
         rollback_proof=proof,
+        whole=afters is not None,
     )
 
 
