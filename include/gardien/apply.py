@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg2
 import psycopg2.errors
 
-from gardien import journal, pg
+from gardien import faults, journal, pg
 from gardien.catalog import Catalog, bind_catalog
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
@@ -201,23 +201,6 @@ def _compress_wal(cur: Any) -> None:
         cur.execute("RELEASE SAVEPOINT gardien_setting")
 
 
-@contextmanager
-def database_errors(target: str) -> Iterator[None]:
-    """Turn database refusals during writes into DeploymentError with the server's own words."""
-    try:
-        yield
-    except psycopg2.errors.QueryCanceled as exc:
-        raise DeploymentError(
-            f"target {target}: statement timeout exceeded ({str(exc).strip().splitlines()[0]}); nothing was "
-            "applied. Raise the statement timeout or retry at a quieter time."
-        ) from exc
-    except psycopg2.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeploymentError(
-            f"target {target} refused the changes ({first}); the transaction was rolled back, nothing was applied."
-        ) from exc
-
-
 def read_touched(
     cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]], lock: bool = False
 ) -> dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]]:
@@ -259,7 +242,9 @@ def apply_changeset(
     without it, on ``conn`` itself (same result, one after the other).
 
     Raises ChangesetError (other catalog), ConflictError (three-way check; nothing written),
-    SourceDataError (dangling references) or DeploymentError (lock, timeout, database refusal).
+    SourceDataError (dangling references) or DeploymentError (target lock, fingerprint reader); a failure
+    of the database itself (timeout, refusal, connection lost) is raised as psycopg2 raised it, for the
+    caller to roll back: ``deploy`` turns it into a DeploymentError that names it (gardien.faults).
     """
     changeset_id = changeset.id  # a hash of the whole body: computed once (it costs ~0.2 s at 16k changes)
     with conn.cursor() as cur:
@@ -296,7 +281,9 @@ def apply_changeset(
         )
 
 
-def _start_scan(cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts) -> SnapshotFingerprints | None:
+def _start_scan(
+    cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts
+) -> SnapshotFingerprints | None:
     """Full-scope fingerprints computed on other connections sharing this transaction's snapshot.
 
     Exported after the touched rows are locked and before any write: the readers see the scope exactly as
@@ -403,8 +390,7 @@ def _checked_apply(
         for name, plan in plans.items()
         if plan.count
     }
-    with database_errors(target):
-        execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+    execute(cur, catalog=catalog, writes=writes, keymap=keymap)
     phase("writes")
     # The full fingerprints after = before + (touched rows after - touched rows before); the touched
     # rows now include the ones just inserted. Only the touched rows are read again.
@@ -415,8 +401,14 @@ def _checked_apply(
     touched_after, local_touched_after = touched_fingerprints(cur, catalog=catalog, ids=ids_after)
     phase("fingerprints of touched rows after")
     if scan is not None:
-        with database_errors(target):
+        try:
             portable, local = scan.result()
+        except psycopg2.Error as exc:
+            raise DeploymentError(
+                f"apply on {target}: the second connection reading the full-scope fingerprints (application "
+                f"'gardien apply (fingerprint)') failed ({faults.cause(exc)}); the apply's transaction was rolled "
+                "back, nothing was applied. Retry."
+            ) from None
         before, local_before = portable.restricted(touched), local.restricted(touched)
         phase("waiting for the full-scope fingerprints")
     after = before.shifted(touched_after, touched_before)
@@ -496,14 +488,30 @@ def _with_local(portable: ScopeFingerprint, local: ScopeFingerprint) -> dict[str
 
 
 def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
-    """Connect to ``dsn``, apply in one transaction and commit; roll back on any error."""
+    """Connect to ``dsn``, apply in one transaction and commit; roll back on any error.
+
+    Every database failure becomes a DeploymentError naming its cause and saying whether anything was
+    applied (gardien.faults); a connection lost during COMMIT is settled by reading the target's journal.
+    """
     conn = pg.connect(dsn, application_name="gardien apply")
+    target = kwargs.get("target", "target")
     try:
-        result = apply_changeset(conn, changeset, dsn=dsn, **kwargs)
-        conn.commit()
+        with faults.translated(
+            conn, target=target, what="apply", error=DeploymentError, unchanged="nothing was applied"
+        ):
+            result = apply_changeset(conn, changeset, dsn=dsn, **kwargs)
+            if result.status != "applied":
+                conn.commit()  # the journal's schema, created if it was missing
+                return result
+        faults.commit(
+            conn,
+            dsn=dsn,
+            target=target,
+            what="apply",
+            error=DeploymentError,
+            committed=lambda cur: journal.find(cur, result.deployment_id) is not None,
+            unchanged="nothing was applied",
+        )
         return result
-    except BaseException:
-        conn.rollback()
-        raise
     finally:
-        conn.close()
+        faults.discard(conn)

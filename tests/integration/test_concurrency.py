@@ -156,7 +156,9 @@ def test_edit_of_the_same_field_committed_during_the_apply_is_a_conflict_and_not
         other.commit()
     finally:
         other.close()
-    with pytest.raises(ConflictError, match=r"param \[\"P2\"\] valeur: baseline 'y', now 'colleague', wanted 'z'"):
+    with pytest.raises(
+        ConflictError, match=r"param \[\"P2\"\] valeur: baseline 'y', now 'colleague', wanted 'z'"
+    ):
         run.result()
     assert _param(target, "P2") == ("colleague", "")  # the colleague's value stands
     assert _journal_count(target) == 0
@@ -177,7 +179,9 @@ def test_edit_of_another_field_committed_during_the_apply_is_kept_reported_and_j
     result = run.result()
     assert result.status == "applied"
     assert _param(target, "P2") == ("z", "U1")
-    assert [(d.table, d.key, d.field, d.now) for d in result.drift] == [("param", ("P2",), "unit_codes", "U1")]
+    assert [(d.table, d.key, d.field, d.now) for d in result.drift] == [
+        ("param", ("P2",), "unit_codes", "U1")
+    ]
     # The before-image is the value the apply really replaced: a rollback gives the colleague's edit back.
     rolled = _rollback(target, result.deployment_id)
     assert rolled.proven
@@ -212,14 +216,18 @@ def test_rollback_refuses_an_edit_of_another_field_unless_told_to_keep_it_and_re
     deployed = _deployed_p2(source, target)
     execute(target, "UPDATE param SET unit_codes = 'U1' WHERE cle = 'P2'")
     before = physical(target)
-    with pytest.raises(RollbackError, match=r"param \[\"P2\"\] unit_codes: after the deployment '', now 'U1'"):
+    with pytest.raises(
+        RollbackError, match=r"param \[\"P2\"\] unit_codes: after the deployment '', now 'U1'"
+    ):
         _rollback(target, deployed.deployment_id)
     assert physical(target) == before
     result = _rollback(target, deployed.deployment_id, keep_later_edits=True)
     assert (result.status, result.proven) == ("rolled_back", True)
     assert _param(target, "P2") == ("y", "U1")  # the deployment undone, the later edit kept
     (proof,) = query(target, "SELECT rollback_proof FROM gardien.deployment")[0]
-    assert proof["kept_later_edits"] == [{"table": "param", "key": ["P2"], "field": "unit_codes", "value": "U1"}]
+    assert proof["kept_later_edits"] == [
+        {"table": "param", "key": ["P2"], "field": "unit_codes", "value": "U1"}
+    ]
     assert [k["field"] for k in result.kept_later_edits] == ["unit_codes"]
 
 
@@ -246,7 +254,9 @@ def test_rollback_recreates_a_deleted_row_whole_with_its_ignored_not_null_column
         assert deployed.counts["unit"]["deletes"] == 1
         result = _rollback(target, deployed.deployment_id)
         assert result.proven
-        assert query(target, "SELECT u::text FROM unit u ORDER BY id") == original  # every column, id included
+        assert (
+            query(target, "SELECT u::text FROM unit u ORDER BY id") == original
+        )  # every column, id included
     finally:
         execute(target, "ALTER TABLE unit ALTER COLUMN updated_at SET DEFAULT now()")
 

@@ -173,6 +173,14 @@ def rollback_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Roll back even if later deployments touched the same rows.")
     ] = False,
+    keep_later_edits: Annotated[
+        bool,
+        typer.Option(
+            "--keep-later-edits",
+            help="Keep the edits made since the deployment to fields it did not change (recorded in the proof); "
+            "without it any such edit refuses the rollback.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the rows a deployment changed, then prove the restoration by fingerprint."""
@@ -188,6 +196,7 @@ def rollback_cmd(
             target=env.name,
             rolled_back_at=dt.datetime.now(dt.UTC),
             force=force,
+            keep_later_edits=keep_later_edits,
         )
     if as_json:
         _emit(result.to_dict())
@@ -197,6 +206,11 @@ def rollback_cmd(
         f"{'proven' if result.proven else 'NOT proven'} (fingerprint {result.fingerprint_restored[:12]} = "
         f"pre-deployment {result.fingerprint_expected[:12]})"
     )
+    for kept in result.kept_later_edits:
+        typer.echo(
+            f"  later edit kept (set back after the proven restoration): {kept['table']} "
+            f"{key_text(tuple(kept['key']))} {kept['field']} = {kept['value']!r}"
+        )
 
 
 def _summary(changeset: Changeset) -> dict[str, Any]:
