@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -126,6 +127,7 @@ class ApplyResult:
     fingerprint_before: str | None = None
     fingerprint_after: str | None = None
     matches_source: bool | None = None
+    note: str | None = None  # e.g. a COMMIT whose outcome had to be checked (gardien.faults.commit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +141,7 @@ class ApplyResult:
             "fingerprint_before": self.fingerprint_before,
             "fingerprint_after": self.fingerprint_after,
             "matches_source": self.matches_source,
+            "note": self.note,
         }
 
 
@@ -503,7 +506,7 @@ def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
             if result.status != "applied":
                 conn.commit()  # the journal's schema, created if it was missing
                 return result
-        faults.commit(
+        note = faults.commit(
             conn,
             dsn=dsn,
             target=target,
@@ -512,6 +515,6 @@ def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
             committed=lambda cur: journal.find(cur, result.deployment_id) is not None,
             unchanged="nothing was applied",
         )
-        return result
+        return result if note is None else dataclasses.replace(result, note=note)
     finally:
         faults.discard(conn)

@@ -95,16 +95,16 @@ def commit(
     error: type[E],
     committed: Callable[[Any], bool],
     unchanged: str,
-) -> None:
+) -> str | None:
     """COMMIT; if the connection is lost meanwhile, reconnect and ask ``committed(cursor)`` (the journal).
 
-    Returns when committed (said or checked). Raises ``error`` saying "not committed" (the server refused
+    Returns when committed: None, or the note to show when it was checked after the connection was lost. Raises ``error`` saying "not committed" (the server refused
     the commit, or the journal shows it did not happen) or, when the target cannot be reached to check,
     that the outcome is in doubt and how to settle it.
     """
     try:
         conn.commit()
-        return
+        return None
     except psycopg2.Error as exc:
         lost, why = connection_lost(conn, exc), cause(exc)
     if not lost:  # the server answered: the commit failed and the transaction is rolled back
@@ -133,3 +133,7 @@ def commit(
             f"{what} on {target}: the connection was lost during COMMIT ({why}); checked after reconnecting: "
             f"not committed, {unchanged}. Retry when the target is reachable."
         )
+    return (
+        f"the connection was lost during COMMIT ({why}); checked after reconnecting: the target's journal "
+        "shows it committed"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ class RollbackResult:
     restored: dict[str, int]
     forced_over: tuple[str, ...] = ()
     kept_later_edits: tuple[dict[str, Any], ...] = ()
+    note: str | None = None  # e.g. a COMMIT whose outcome had to be checked (gardien.faults.commit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class RollbackResult:
             "restored": self.restored,
             "forced_over": list(self.forced_over),
             "kept_later_edits": list(self.kept_later_edits),
+            "note": self.note,
         }
 
 
@@ -312,7 +315,7 @@ def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:
             dep = journal.find(cur, deployment_id)
             return dep is not None and dep.rolled_back_at is not None
 
-        faults.commit(
+        note = faults.commit(
             conn,
             dsn=dsn,
             target=target,
@@ -321,6 +324,6 @@ def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:
             committed=committed,
             unchanged=unchanged,
         )
-        return result
+        return result if note is None else dataclasses.replace(result, note=note)
     finally:
         faults.discard(conn)

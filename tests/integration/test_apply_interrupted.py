@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -400,3 +401,98 @@ def _quietly(conn, statement: str) -> None:
         conn.rollback()
     except psycopg2.Error:
         pass
+
+
+# --- COMMIT done on the server, the answer lost on the way back -----------------------------------------
+
+
+class CommitCutter:
+    """A TCP proxy to the target that, for the first session named ``application``, drops the connection
+    instead of passing on the server's answer to COMMIT: the server has committed, the client never hears
+    it. Every other session passes untouched. (Plain-text protocol: the DSN asks for sslmode=disable.)"""
+
+    COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"  # CommandComplete "COMMIT"
+
+    def __init__(self, dsn: str, application: str) -> None:
+        params = psycopg2.extensions.parse_dsn(dsn)
+        self.upstream = (params.get("host", "127.0.0.1"), int(params.get("port", 5432)))
+        self.marker = b"application_name\x00" + application.encode() + b"\x00"
+        self.cut = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.dsn = psycopg2.extensions.make_dsn(
+            dsn, host="127.0.0.1", port=self.listener.getsockname()[1], sslmode="disable"
+        )
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            watched = {"on": False}
+            threading.Thread(target=self._pipe, args=(client, server, watched, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, watched, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, watched: dict, from_server: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if not from_server and self.marker in data and not self.cut.is_set():
+                    watched["on"] = True
+                if from_server and watched["on"] and self.COMMIT_DONE in data and not self.cut.is_set():
+                    self.cut.set()
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_apply_whose_commit_answer_is_lost_checks_the_journal_and_says_committed(faulty):
+    source, target, _, _ = faulty
+    cutter = CommitCutter(target, "gardien apply")
+    try:
+        changeset = diff(source, target, catalog_config=catalog_config())
+        result = deploy(cutter.dsn, changeset, catalog_config=catalog_config(), target="tgt", applied_at=NOW)
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()  # the answer to COMMIT was really lost
+    assert result.status == "applied"
+    assert "checked after reconnecting: the target's journal shows it committed" in result.note
+    assert by_natural_keys(target) == by_natural_keys(source)
+    assert _journal(target) == [(result.deployment_id, False)]
+
+
+def test_rollback_whose_commit_answer_is_lost_checks_the_journal_and_says_committed(faulty):
+    from gardien.rollback import rollback
+
+    source, target, _, _ = faulty
+    original = physical(target)
+    changeset = diff(source, target, catalog_config=catalog_config())
+    deployed = deploy(target, changeset, catalog_config=catalog_config(), target="tgt", applied_at=NOW)
+    cutter = CommitCutter(target, "gardien rollback")
+    try:
+        result = rollback(
+            cutter.dsn,
+            deployed.deployment_id,
+            catalog_config=catalog_config(),
+            target="tgt",
+            rolled_back_at=NOW,
+        )
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()
+    assert (result.status, result.proven) == ("rolled_back", True)
+    assert "journal shows it committed" in result.note
+    assert physical(target) == original

@@ -306,3 +306,39 @@ def test_an_apply_racing_the_rollback_of_an_earlier_deployment_sees_the_restored
         run.result()
     assert _param(target, "P2") == ("y", "")
     assert _journal_count(target) == 1
+
+
+# --- a frozen client ------------------------------------------------------------------------------------
+
+
+def test_a_frozen_client_cannot_hold_the_target_lock_forever(pair):
+    """A client that stops between statements (frozen, SIGSTOPped, a debugger) inside the apply's
+    transaction: PostgreSQL ends its session after idle_in_transaction_session_timeout, which rolls back
+    and frees the target lock and the row locks."""
+    from gardien.apply import apply_changeset
+
+    source, target = pair
+    load(source, _with_param(BASE_STATE, "P2", "z", ""))
+    load(target, BASE_STATE)
+    changeset = _capture(source, target)
+    frozen = psycopg2.connect(target, application_name="gardien apply")
+    try:
+        result = apply_changeset(
+            frozen,
+            changeset,
+            catalog_config=catalog_config(),
+            target="tgt",
+            applied_at=NOW,
+            timeouts=Timeouts(idle_ms=500),
+        )
+        assert result.status == "applied"  # ... and the client never commits: it is frozen from here
+        deadline = time.monotonic() + 30
+        while query(target, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gardien apply'")[
+            0
+        ][0]:
+            assert time.monotonic() < deadline, "the frozen session still holds the target"
+            time.sleep(0.1)
+    finally:
+        frozen.close()
+    assert _param(target, "P2") == ("y", "")  # rolled back
+    assert _apply(target, changeset).status == "applied"  # the lock is free

@@ -164,6 +164,8 @@ def apply_cmd(
     for note in result.drift:
         typer.echo(f"  drift (not blocking): {note.describe()}")
     typer.echo(f"  fingerprint {result.fingerprint_before[:12]} → {result.fingerprint_after[:12]}")
+    if result.note:
+        typer.echo(f"  note: {result.note}")
 
 
 def rollback_cmd(
@@ -206,6 +208,8 @@ def rollback_cmd(
         f"{'proven' if result.proven else 'NOT proven'} (fingerprint {result.fingerprint_restored[:12]} = "
         f"pre-deployment {result.fingerprint_expected[:12]})"
     )
+    if result.note:
+        typer.echo(f"  note: {result.note}")
     for kept in result.kept_later_edits:
         typer.echo(
             f"  later edit kept (set back after the proven restoration): {kept['table']} "
