@@ -32,9 +32,17 @@ CREATE TABLE IF NOT EXISTS gardien.deployment (
     rolled_back_at      timestamptz,
     rollback_proof      jsonb
 );
--- Whole rows after the deployment (gardien.touched.Whole), aligned with before_images: what a rollback
--- compares the target with before restoring (NULL in journals written before it existed).
-ALTER TABLE gardien.deployment ADD COLUMN IF NOT EXISTS after_images jsonb;
+"""
+# Whole rows after the deployment (gardien.touched.Whole), aligned with before_images: what a rollback
+# compares the target with before restoring (NULL in journals written before the column existed). Added
+# only when missing: ALTER TABLE would lock the journal against every reader until the apply commits.
+_AFTER_IMAGES = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'gardien.deployment'::regclass
+                   AND attname = 'after_images' AND NOT attisdropped) THEN
+        ALTER TABLE gardien.deployment ADD COLUMN after_images jsonb;
+    END IF;
+END $$;
 """
 
 _COLUMNS = (
@@ -93,6 +101,7 @@ class Deployment:
 
 def ensure_schema(cur: Any) -> None:
     cur.execute(_DDL)
+    cur.execute(_AFTER_IMAGES)
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # built once
@@ -215,20 +224,33 @@ def schema_exists(cur: Any) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def find(cur: Any, deployment_id: str) -> Deployment | None:
-    if not schema_exists(cur):
+def _columns(cur: Any) -> str | None:
+    """The select list of a deployment row, or None when there is no journal. A journal written before
+    whole rows were kept has no after_images column (until the next apply adds it): read as NULL."""
+    cur.execute(
+        "SELECT to_regclass('gardien.deployment') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute "
+        "WHERE attrelid = to_regclass('gardien.deployment') AND attname = 'after_images' AND NOT attisdropped)"
+    )
+    exists, whole = cur.fetchone()
+    if not exists:
         return None
-    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment WHERE deployment_id = %s", (deployment_id,))  # noqa: S608
+    return _COLUMNS if whole else _COLUMNS.replace("after_images", "NULL::jsonb")
+
+
+def find(cur: Any, deployment_id: str) -> Deployment | None:
+    if (columns := _columns(cur)) is None:
+        return None
+    cur.execute(f"SELECT {columns} FROM gardien.deployment WHERE deployment_id = %s", (deployment_id,))  # noqa: S608
     row = cur.fetchone()
     return _row(row) if row else None
 
 
 def active_for_changeset(cur: Any, changeset_id: str) -> Deployment | None:
     """The deployment of ``changeset_id`` that is still in effect (not rolled back), if any."""
-    if not schema_exists(cur):
+    if (columns := _columns(cur)) is None:
         return None
     cur.execute(
-        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE changeset_id = %s AND rolled_back_at IS NULL "  # noqa: S608
+        f"SELECT {columns} FROM gardien.deployment WHERE changeset_id = %s AND rolled_back_at IS NULL "  # noqa: S608
         "ORDER BY seq DESC LIMIT 1",
         (changeset_id,),
     )
@@ -239,7 +261,7 @@ def active_for_changeset(cur: Any, changeset_id: str) -> Deployment | None:
 def later_active(cur: Any, deployment: Deployment) -> list[Deployment]:
     """Deployments made after ``deployment`` and not rolled back, oldest first."""
     cur.execute(
-        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE seq > %s AND rolled_back_at IS NULL ORDER BY seq",  # noqa: S608
+        f"SELECT {_columns(cur)} FROM gardien.deployment WHERE seq > %s AND rolled_back_at IS NULL ORDER BY seq",  # noqa: S608
         (deployment.seq,),
     )
     return [_row(r) for r in cur.fetchall()]
@@ -247,9 +269,9 @@ def later_active(cur: Any, deployment: Deployment) -> list[Deployment]:
 
 def history(cur: Any) -> list[Deployment]:
     """Every deployment recorded in this target, oldest first."""
-    if not schema_exists(cur):
+    if (columns := _columns(cur)) is None:
         return []
-    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment ORDER BY seq")  # noqa: S608
+    cur.execute(f"SELECT {columns} FROM gardien.deployment ORDER BY seq")  # noqa: S608
     return [_row(r) for r in cur.fetchall()]
 
 

@@ -342,3 +342,68 @@ def test_a_frozen_client_cannot_hold_the_target_lock_forever(pair):
         frozen.close()
     assert _param(target, "P2") == ("y", "")  # rolled back
     assert _apply(target, changeset).status == "applied"  # the lock is free
+
+
+def test_a_journal_written_before_whole_rows_were_kept_still_rolls_back(pair):
+    """Deployments journaled by the previous build (no after_images column, portable before-images only)
+    are rolled back as before, from their portable before-images; the next apply adds the column."""
+    source, target = pair
+    load(target, BASE_STATE)
+    original = physical(target)
+    load(source, _with_param(BASE_STATE, "P2", "z", ""))
+    deployed = _apply(target, _capture(source, target))
+    execute(target, "ALTER TABLE gardien.deployment DROP COLUMN after_images")
+    execute(
+        target,
+        "UPDATE gardien.deployment SET before_images = (SELECT jsonb_object_agg(t, "
+        "(SELECT jsonb_agg(i - 'row') FROM jsonb_array_elements(v) AS i)) FROM jsonb_each(before_images) AS e(t, v))",
+    )
+    result = _rollback(target, deployed.deployment_id)
+    assert (result.status, result.proven) == ("rolled_back", True)
+    assert physical(target) == original
+    assert _apply(target, _capture(source, target), at=LATER).status == "applied"
+    assert query(target, "SELECT count(*) FROM gardien.deployment WHERE after_images IS NOT NULL")[0][0] == 1
+
+
+def test_a_row_lock_not_obtained_in_time_is_named_for_apply_and_rollback_and_nothing_changes(pair):
+    from gardien.errors import DeploymentError
+
+    source, target = pair
+    load(source, _with_param(BASE_STATE, "P2", "z", ""))
+    load(target, BASE_STATE)
+    changeset = _capture(source, target)
+    before = physical(target)
+    other = colleague(target, "SELECT 1 FROM param WHERE cle = 'P2' FOR UPDATE")
+    try:
+        with pytest.raises(
+            DeploymentError, match="a lock could not be obtained in time .*nothing was applied"
+        ):
+            deploy(
+                target,
+                changeset,
+                catalog_config=catalog_config(),
+                target="tgt",
+                applied_at=NOW,
+                timeouts=Timeouts(lock_ms=200),
+            )
+        assert physical(target) == before
+    finally:
+        other.rollback()
+    deployed = _apply(target, changeset)
+    other = colleague(target, "SELECT 1 FROM param WHERE cle = 'P2' FOR UPDATE")
+    try:
+        with pytest.raises(
+            RollbackError, match="a lock could not be obtained in time .*nothing was rolled back"
+        ):
+            rollback(
+                target,
+                deployed.deployment_id,
+                catalog_config=catalog_config(),
+                target="tgt",
+                rolled_back_at=LATER,
+                timeouts=Timeouts(lock_ms=200),
+            )
+    finally:
+        other.rollback()
+        other.close()
+    assert _rollback(target, deployed.deployment_id).proven
