@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
 import hashlib
@@ -270,18 +269,37 @@ def apply_changeset(
             )
         if changeset.is_empty:
             return ApplyResult(status="empty", changeset_id=changeset_id, target=target)
-        return _apply(
-            cur,
-            changeset,
-            changeset_id=changeset_id,
-            catalog=catalog,
-            target=target,
-            applied_at=applied_at,
-            deployment_id=deployment_id,
-            release_id=release_id,
-            release_label=release_label,
-            start_scan=None if dsn is None else functools.partial(_start_scan, dsn=dsn, timeouts=timeouts),
+        phase = Phases(f"apply {changeset_id[:12]} to {target}")
+        keymap = KeyMap(cur, catalog)
+        # Locked from here to COMMIT: what the three-way check compares is what the writes replace.
+        current = read_touched(
+            cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}, lock=True
         )
+        phase("read and lock touched rows")
+        scan = None
+        if dsn is not None:
+            scan = _start_scan(
+                cur, catalog, [t.table for t in changeset.tables if t.count], dsn=dsn, timeouts=timeouts
+            )
+        try:
+            return _apply(
+                cur,
+                changeset,
+                changeset_id=changeset_id,
+                catalog=catalog,
+                target=target,
+                applied_at=applied_at,
+                deployment_id=deployment_id,
+                release_id=release_id,
+                release_label=release_label,
+                scan=scan,
+                keymap=keymap,
+                current=current,
+                phase=phase,
+            )
+        finally:
+            if scan is not None:
+                scan.close()
 
 
 def _start_scan(
@@ -312,50 +330,6 @@ def _start_scan(
 
 
 def _apply(
-    cur: Any,
-    changeset: Changeset,
-    *,
-    changeset_id: str,
-    catalog: Catalog,
-    target: str,
-    applied_at: datetime,
-    deployment_id: str | None,
-    release_id: str | None,
-    release_label: str | None,
-    start_scan: Callable[..., SnapshotFingerprints | None] | None,
-) -> ApplyResult:
-    phase = Phases(f"apply {changeset_id[:12]} to {target}")
-    keymap = KeyMap(cur, catalog)
-    # Locked from here to COMMIT: what the three-way check compares is what the writes replace.
-    current = read_touched(
-        cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}, lock=True
-    )
-    phase("read and lock touched rows")
-    scan = None
-    if start_scan is not None:
-        scan = start_scan(cur, catalog, [t.table for t in changeset.tables if t.count])
-    try:
-        return _checked_apply(
-            cur,
-            changeset,
-            changeset_id=changeset_id,
-            catalog=catalog,
-            target=target,
-            applied_at=applied_at,
-            deployment_id=deployment_id,
-            release_id=release_id,
-            release_label=release_label,
-            scan=scan,
-            keymap=keymap,
-            current=current,
-            phase=phase,
-        )
-    finally:
-        if scan is not None:
-            scan.close()
-
-
-def _checked_apply(
     cur: Any,
     changeset: Changeset,
     *,
@@ -496,25 +470,14 @@ def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
     Every database failure becomes a DeploymentError naming its cause and saying whether anything was
     applied (gardien.faults); a connection lost during COMMIT is settled by reading the target's journal.
     """
-    conn = pg.connect(dsn, application_name="gardien apply")
-    target = kwargs.get("target", "target")
-    try:
-        with faults.translated(
-            conn, target=target, what="apply", error=DeploymentError, unchanged="nothing was applied"
-        ):
-            result = apply_changeset(conn, changeset, dsn=dsn, **kwargs)
-            if result.status != "applied":
-                conn.commit()  # the journal's schema, created if it was missing
-                return result
-        note = faults.commit(
-            conn,
-            dsn=dsn,
-            target=target,
-            what="apply",
-            error=DeploymentError,
-            committed=lambda cur: journal.find(cur, result.deployment_id) is not None,
-            unchanged="nothing was applied",
-        )
-        return result if note is None else dataclasses.replace(result, note=note)
-    finally:
-        faults.discard(conn)
+    return faults.run(
+        dsn,
+        application="gardien apply",
+        target=kwargs.get("target", "target"),
+        what="apply",
+        error=DeploymentError,
+        unchanged="nothing was applied",
+        work=lambda conn: apply_changeset(conn, changeset, dsn=dsn, **kwargs),
+        changed=lambda result: result.status == "applied",
+        committed=lambda cur, result: journal.find(cur, result.deployment_id) is not None,
+    )

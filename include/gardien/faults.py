@@ -10,6 +10,7 @@ which the same transaction wrote, to say "committed" or "not committed".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -137,3 +138,42 @@ def commit(
         f"the connection was lost during COMMIT ({why}); checked after reconnecting: the target's journal "
         "shows it committed"
     )
+
+
+def run(
+    dsn: str,
+    *,
+    application: str,
+    target: str,
+    what: str,
+    error: type[E],
+    unchanged: str,
+    work: Callable[[Any], R],
+    changed: Callable[[R], bool],
+    committed: Callable[[Any, R], bool],
+) -> R:
+    """Connect, ``work(conn)`` in one transaction, COMMIT, close — every failure said plainly.
+
+    A result that ``changed`` nothing is committed as is (e.g. the journal's schema just created); one that
+    did is committed through ``commit`` (a lost answer is settled by ``committed(cursor, result)``) and,
+    when that had to be checked, returned with its ``note`` set.
+    """
+    conn = pg.connect(dsn, application_name=application)
+    try:
+        with translated(conn, target=target, what=what, error=error, unchanged=unchanged):
+            result = work(conn)
+            if not changed(result):
+                conn.commit()
+                return result
+        note = commit(
+            conn,
+            dsn=dsn,
+            target=target,
+            what=what,
+            error=error,
+            committed=lambda cur: committed(cur, result),
+            unchanged=unchanged,
+        )
+        return result if note is None else dataclasses.replace(result, note=note)
+    finally:
+        discard(conn)

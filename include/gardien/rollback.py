@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gardien import faults, journal, pg, restore
+from gardien import faults, journal, restore
 from gardien.apply import Phases, Timeouts, prepare, read_touched, without_gc
 from gardien.catalog import bind_catalog
 from gardien.config import CatalogConfig
@@ -299,31 +298,19 @@ def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:
     Every database failure becomes a RollbackError naming its cause and saying whether anything changed
     (gardien.faults); a connection lost during COMMIT is settled by reading the target's journal.
     """
-    conn = pg.connect(dsn, application_name="gardien rollback")
-    target = kwargs.get("target", "target")
-    unchanged = "nothing was rolled back: the target is still as deployed"
-    try:
-        with faults.translated(
-            conn, target=target, what="rollback", error=RollbackError, unchanged=unchanged
-        ):
-            result = rollback_deployment(conn, deployment_id, **kwargs)
-            if result.status != "rolled_back":
-                conn.commit()
-                return result
 
-        def committed(cur: Any) -> bool:
-            dep = journal.find(cur, deployment_id)
-            return dep is not None and dep.rolled_back_at is not None
+    def committed(cur: Any, _result: RollbackResult) -> bool:
+        dep = journal.find(cur, deployment_id)
+        return dep is not None and dep.rolled_back_at is not None
 
-        note = faults.commit(
-            conn,
-            dsn=dsn,
-            target=target,
-            what="rollback",
-            error=RollbackError,
-            committed=committed,
-            unchanged=unchanged,
-        )
-        return result if note is None else dataclasses.replace(result, note=note)
-    finally:
-        faults.discard(conn)
+    return faults.run(
+        dsn,
+        application="gardien rollback",
+        target=kwargs.get("target", "target"),
+        what="rollback",
+        error=RollbackError,
+        unchanged="nothing was rolled back: the target is still as deployed",
+        work=lambda conn: rollback_deployment(conn, deployment_id, **kwargs),
+        changed=lambda result: result.status == "rolled_back",
+        committed=committed,
+    )

@@ -270,6 +270,26 @@ def _no_engine_session_left(target: str) -> None:
     )
 
 
+def _interrupted(target: str, config, point: str, how: str, application: str, *args: str):
+    """Run the CLI with ``args``, stop it at ``point`` and end it ``how``; return it and its stderr once
+    every engine session is gone (no traceback, no stray line)."""
+    barrier = Barrier(target, point)
+    try:
+        child = _cli(config, *args)
+        pid = _engine_waiting(target, application, point)
+        if how == "kill -9":
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        else:
+            _one(target, "SELECT pg_terminate_backend(%s)", (pid,))
+        _, err = child.communicate(timeout=60)
+    finally:
+        barrier.release()
+    _no_engine_session_left(target)
+    assert "Traceback" not in err and "SystemError" not in err, err
+    return child, err
+
+
 def _journal(target: str) -> list[tuple]:
     if not _one(target, "SELECT to_regclass('gardien.deployment') IS NOT NULL")[0]:
         return []
@@ -281,20 +301,9 @@ def _journal(target: str) -> list[tuple]:
 def test_apply_connection_lost_leaves_target_before_or_after_says_so_and_retry_converges(faulty, point, how):
     source, target, config, changeset = faulty
     original = physical(target)
-    barrier = Barrier(target, point)
-    try:
-        child = _cli(config, "apply", str(changeset), "tgt", "--lock-timeout", "120000")
-        pid = _engine_waiting(target, APP, point)
-        if how == "kill -9":
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
-        else:
-            _one(target, "SELECT pg_terminate_backend(%s)", (pid,))
-        out, err = child.communicate(timeout=60)
-    finally:
-        barrier.release()
-    _no_engine_session_left(target)
-    assert "Traceback" not in err and "SystemError" not in err, err
+    child, err = _interrupted(
+        target, config, point, how, APP, "apply", str(changeset), "tgt", "--lock-timeout", "120000"
+    )
     if how == "kill -9":
         assert child.returncode == -signal.SIGKILL
         # A dead client: the server rolled back, or (killed while COMMIT ran on the server) committed.
@@ -327,20 +336,7 @@ def test_rollback_connection_lost_leaves_target_deployed_or_restored_says_so_and
     assert applied.returncode == 0, err
     deployment = json.loads(out)["deployment_id"]
     deployed = physical(target)
-    barrier = Barrier(target, point)
-    try:
-        child = _cli(config, "rollback", "tgt", deployment)
-        pid = _engine_waiting(target, "gardien rollback", point)
-        if how == "kill -9":
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
-        else:
-            _one(target, "SELECT pg_terminate_backend(%s)", (pid,))
-        out, err = child.communicate(timeout=60)
-    finally:
-        barrier.release()
-    _no_engine_session_left(target)
-    assert "Traceback" not in err and "SystemError" not in err, err
+    child, err = _interrupted(target, config, point, how, "gardien rollback", "rollback", "tgt", deployment)
     if how == "kill -9":
         assert child.returncode == -signal.SIGKILL
         assert physical(target) in (deployed, original)
