@@ -5,7 +5,9 @@
 Builds the demo hospital once (prefix ``gardien_ab_``), captures the changeset with this build, then for
 each repetition and each build: a fresh copy of prod, CHECKPOINT, apply then rollback in a fresh process
 whose ``gardien`` package comes from that build's ``include`` directory (``bench/ab_child.py``). Both builds
-meet the same machine noise; the ratio is the figure to read. Prints JSON (medians and runs).
+meet the same machine noise; the ratio is the figure to read. Wall seconds and CPU seconds (client and
+server processes of the run, bench/ab_child.py) are reported; on a loaded machine read the CPU ratio.
+Prints JSON (medians and runs).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def main() -> int:
     catalog = load_config(args.config).catalog
     prefix, copy = "gardien_ab_", "gardien_ab_apply"
     builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(ROOT / "include")}
-    runs: dict[str, dict[str, list[float]]] = {b: {"apply": [], "rollback": []} for b in builds}
+    kinds = ("apply", "rollback", "apply_cpu", "rollback_cpu")
+    runs: dict[str, dict[str, list[float]]] = {b: {k: [] for k in kinds} for b in builds}
     try:
         dsns = build(admin, prefix=prefix, rows=args.rows, changes=measure_changes(args.rows))
         changeset = diff(dsns["qualif"], dsns["prod"], catalog_config=catalog)
@@ -74,8 +77,8 @@ def main() -> int:
                     )
                     result = json.loads(out.stdout)
                     assert result["package"].startswith(src), (result["package"], src)
-                    runs[name]["apply"].append(result["apply_s"])
-                    runs[name]["rollback"].append(result["rollback_s"])
+                    for kind in kinds:
+                        runs[name][kind].append(result[f"{kind}_s"])
                     if not result["proven"]:
                         raise RuntimeError(f"{name}: rollback not proven")
     finally:

@@ -33,8 +33,9 @@ CREATE TABLE IF NOT EXISTS gardien.deployment (
     rollback_proof      jsonb
 );
 """
-# Whole rows after the deployment (gardien.touched.Whole), aligned with before_images: what a rollback
-# compares the target with before restoring (NULL in journals written before the column existed). Added
+# Whole rows after the deployment (gardien.touched.Whole), aligned with before_images, each as the columns
+# that differ from the row before (``_after_entry``): what a rollback compares the target with before
+# restoring (NULL in journals written before the column existed). Added
 # only when missing: ALTER TABLE would lock the journal against every reader until the apply commits.
 _AFTER_IMAGES = """
 DO $$ BEGIN
@@ -151,7 +152,7 @@ def record(
                     for t, imgs in before_images.items()
                 }
             ),
-            _dumps({t: [i.after for i in imgs] for t, imgs in before_images.items()}),
+            _dumps({t: [_after_entry(i) for i in imgs] for t, imgs in before_images.items()}),
             _dumps(
                 {
                     t: [[k if type(k) is tuple else list(k), v] for k, v in rows]
@@ -164,6 +165,26 @@ def record(
             _dumps(counts),
         ),
     )
+
+
+def _after_entry(image: BeforeImage) -> dict[str, Any] | None:
+    """How ``image.after`` is journaled: None (no row after), the whole row when there was none before,
+    else only the columns whose text differs from the row before (what the deployment and its triggers
+    changed): a few fields instead of a second copy of every row."""
+    after, before = image.after, image.row
+    if after is None or before is None:
+        return after
+    return {c: v for c, v in after.items() if before.get(c, _MISSING) != v}
+
+
+_MISSING = object()
+
+
+def _after_row(before: dict[str, Any] | None, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The whole row after the deployment from its journal entry (see ``_after_entry``)."""
+    if entry is None or before is None:
+        return entry
+    return {**before, **entry}
 
 
 def _row(row: tuple[Any, ...]) -> Deployment:
@@ -202,7 +223,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
                     if i["values"] is None
                     else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
                     i.get("row"),
-                    after,
+                    _after_row(i.get("row"), after),
                 )
                 for i, after in zip(imgs, (afters or {}).get(t) or [None] * len(imgs), strict=True)
             ]

@@ -87,10 +87,26 @@ def check(
         table = catalog.table(name)
         whole = Whole(cur, table)
         pk = table.pk
-        keymap.add(table, [img.key for img in images])
-        now_ids = {k: str(i) for k, i in keymap.ids(table).items()}
+        # A row the deployment left is found by its id; a key it left without a row (deleted) is looked up
+        # by natural key, in case someone re-created it since.
+        by_key = [img.key for img in images if not isinstance(expected[name][img.key], dict)]
+        keymap.add(table, by_key)
+        resolved = keymap.ids(table)
+        now_ids = {k: str(resolved[k]) for k in by_key if k in resolved}
         wanted = {str(r[pk]) for img in images for r in (expected[name][img.key],) if isinstance(r, dict)}
         rows = whole.read(cur, sorted(wanted | set(now_ids.values())), lock=True)
+        gone = []
+        for img in images:
+            if isinstance(exp := expected[name][img.key], dict):
+                if str(exp[pk]) in rows:
+                    now_ids[img.key] = str(exp[pk])
+                else:
+                    gone.append(img.key)
+        if gone:  # a row the deployment left is no longer there: is its key held by another row now?
+            keymap.add(table, gone)
+            resolved = keymap.ids(table)
+            now_ids.update({k: str(resolved[k]) for k in gone if k in resolved})
+            rows.update(whole.read(cur, [now_ids[k] for k in gone if k in now_ids], lock=True))
         managed = {pk, *table.columns}
         plan = plans[name] = Plan(whole, [], [], [], {})
         for img in images:
