@@ -407,3 +407,41 @@ def test_a_row_lock_not_obtained_in_time_is_named_for_apply_and_rollback_and_not
         other.rollback()
         other.close()
     assert _rollback(target, deployed.deployment_id).proven
+
+
+def test_cli_rollback_names_a_later_edit_exit_10_then_keeps_it_with_the_option(pair, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from test_engine_support import CATALOG
+
+    source, target = pair
+    deployed = _deployed_p2(source, target)
+    execute(target, "UPDATE param SET unit_codes = 'U1' WHERE cle = 'P2'")
+    config = tmp_path / "gardien.yaml"
+    config.write_text(yaml.safe_dump({"environments": {"tgt": {"dsn": target}}, "catalog": CATALOG}))
+    env = {**os.environ, "GARDIEN_CONFIG": str(config)}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-c", "from gardien.cli.main import main; main()", "rollback", "tgt", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    refused = cli(deployed.deployment_id)
+    assert refused.returncode == 10, refused.stderr
+    assert "param [\"P2\"] unit_codes: after the deployment '', now 'U1'" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    kept = cli(deployed.deployment_id, "--keep-later-edits")
+    assert kept.returncode == 0, kept.stderr
+    assert "restoration proven" in kept.stdout
+    assert (
+        "later edit kept (set back after the proven restoration): param [\"P2\"] unit_codes = 'U1'"
+        in kept.stdout
+    )
+    assert _param(target, "P2") == ("y", "U1")
