@@ -67,8 +67,13 @@ def release_setup(
         build = build_environments(pg_admin_dsn, prefix=prefix)
         created.extend(e.database for e in build.environments)
         ledger_db = f"{prefix}ledger"
-        pg.create_database(pg_admin_dsn, ledger_db)
+        migrate_conn = pg.connect(pg.create_database(pg_admin_dsn, ledger_db))
         created.append(ledger_db)
+        try:  # `gardien ledger migrate`: release steps never create the schema
+            ledger.migrate(migrate_conn)
+            migrate_conn.commit()
+        finally:
+            migrate_conn.close()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         window = (now + timedelta(minutes=window_minutes[0]), now + timedelta(minutes=window_minutes[1]))
         data = _config(prefix, ledger_db, window)

@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
+_TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
 
 
 @app.callback()

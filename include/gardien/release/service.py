@@ -66,7 +66,7 @@ class ReleaseService:
         """A ledger connection in a transaction: committed on success, rolled back on error."""
         conn = pg.connect(config_ledger_dsn(self.config), application_name="gardien release")
         try:
-            ledger.ensure_schema(conn)
+            ledger.require_schema(conn)
             yield conn
             conn.commit()
         except BaseException:
