@@ -41,6 +41,7 @@ def build_report(
     changeset_problem: str | None,
     chain: ledger.ChainReport,
     artifacts: Artifacts,
+    status_mismatches: tuple[ledger.StatusMismatch, ...] = (),
     generated_at: datetime,
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
@@ -164,6 +165,7 @@ def build_report(
             head_seq=chain.head_seq,
             head_hash=chain.head_hash,
             broken=chain.first_broken.describe() if chain.first_broken else None,
+            status_mismatches=tuple(m.describe() for m in status_mismatches),
         ),
     )
     # Alerts summarise the other sections, so they are derived from the finished value.

@@ -15,6 +15,10 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
         alerts.append(
             Alert(DANGER, f"AUDIT CHAIN BROKEN — {report.chain.broken}. This report cannot be trusted as is.")
         )
+    for mismatch in report.chain.status_mismatches:
+        alerts.append(
+            Alert(DANGER, f"STATUS NOT BACKED BY THE AUDIT CHAIN — {mismatch}. Trust the events, not this status.")
+        )
     if report.changeset.problem and report.changeset.id:
         alerts.append(Alert(DANGER, f"CHANGESET UNREADABLE — {report.changeset.problem}"))
     for r in report.rollbacks:
