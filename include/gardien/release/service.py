@@ -70,7 +70,8 @@ class ReleaseService:
             yield conn
             conn.commit()
         except BaseException:
-            conn.rollback()
+            if not conn.closed:  # a lost connection has nothing to roll back; keep the real error
+                conn.rollback()
             raise
         finally:
             conn.close()

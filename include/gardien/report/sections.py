@@ -17,7 +17,10 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
         )
     for mismatch in report.chain.status_mismatches:
         alerts.append(
-            Alert(DANGER, f"STATUS NOT BACKED BY THE AUDIT CHAIN — {mismatch}. Trust the events, not this status.")
+            Alert(
+                DANGER,
+                f"STATUS NOT BACKED BY THE AUDIT CHAIN — {mismatch}. Trust the events, not this status.",
+            )
         )
     if report.changeset.problem and report.changeset.id:
         alerts.append(Alert(DANGER, f"CHANGESET UNREADABLE — {report.changeset.problem}"))
