@@ -14,6 +14,7 @@ from gardien.errors import LedgerError
 from gardien.ledger.chain import AirflowIds, canonical_payload
 from gardien.ledger.releases import get_changeset, get_release
 from gardien.ledger.store import append_event, check_actor_and_time, database_errors, lock_ledger
+from gardien.redact import redact_text
 
 DEPLOYMENT_STATUSES = ("applying", "applied", "verified", "failed", "rolled_back", "rollback_unproven")
 
@@ -173,6 +174,7 @@ def record_rollback(
     proven, ``rollback_unproven`` otherwise (manual repair needed)."""
     if not reason:
         raise LedgerError(f"rollback of deployment {deployment_id} needs a reason (why it was rolled back).")
+    reason = redact_text(reason)
     check_actor_and_time(actor, at)
     deployment = get_deployment(conn, deployment_id, for_update=True)
     fingerprints = dict(fingerprints)

@@ -14,6 +14,7 @@ from psycopg2 import sql
 from gardien.errors import ChangesetError, LedgerError
 from gardien.ledger.chain import AirflowIds, canonical_timestamp, check_hash, check_text, sha256_hex
 from gardien.ledger.store import append_event, check_actor_and_time, database_errors, lock_ledger
+from gardien.redact import redact_text
 
 # Release statuses the pipeline moves through; the database only checks the spelling, so adding one
 # here is the whole change. The stored status mirrors the last ``release.status_changed`` event.
@@ -93,6 +94,7 @@ def create_release(
         raise LedgerError(f"release {release_id}: path {list(stages)!r} must name at least one environment.")
     if not requested_by or not reason:
         raise LedgerError(f"release {release_id}: requested_by and reason are both required (who and why).")
+    reason = redact_text(reason)
     for name, value in (("requested_by", requested_by), ("reason", reason)):
         check_text(name, value)
     check_actor_and_time(actor or requested_by, at)

@@ -24,6 +24,7 @@ from gardien.ledger.chain import (
     event_hash,
 )
 from gardien.ledger.verify import Anchor, ChainReport, StoredEvent, verify_events
+from gardien.redact import redact, redact_text
 
 WRITER_ROLE = "gardien_ledger_writer"
 # Ledger-wide advisory lock key (first 8 bytes of SHA-256 of "gardien.ledger.append"); repeated in
@@ -65,6 +66,9 @@ def append_event(
     when the database refuses the insert.
     """
     airflow = airflow or AirflowIds()
+    # Append-only means for ever: no password may enter the chain, whatever message carried it here.
+    payload = redact(payload) if isinstance(payload, Mapping) else payload
+    reason = redact_text(reason) if reason else reason
     check_kind(kind)
     check_actor_and_time(actor, at)
     for name, value in (

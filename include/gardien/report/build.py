@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gardien import ledger
 from gardien.changeset import Changeset
+from gardien.redact import redact
 from gardien.report.artifacts import Artifacts
 from gardien.report.diffs import changeset_section, unreadable_section
 from gardien.report.lines import (
@@ -168,8 +169,9 @@ def build_report(
             status_mismatches=tuple(m.describe() for m in status_mismatches),
         ),
     )
-    # Alerts summarise the other sections, so they are derived from the finished value.
-    return replace(report, alerts=alerts_for(report))
+    # Alerts summarise the other sections, so they are derived from the finished value; nothing in a report
+    # (reasons, error texts recorded before redaction existed) may show a password.
+    return redact(replace(report, alerts=alerts_for(report)))
 
 
 def _sources(artifacts: Artifacts) -> tuple[str, ...]:
