@@ -146,7 +146,13 @@ def test_logging_filter_masks_message_arguments_and_exceptions() -> None:
         raise RuntimeError("connect failed for password='Log Pass 77'")
     except RuntimeError:
         record = logging.getLogger("t").makeRecord(
-            "t", logging.ERROR, __file__, 1, "dsn %s", ("host=h password='Log Pass 77'",), exc_info=sys.exc_info()
+            "t",
+            logging.ERROR,
+            __file__,
+            1,
+            "dsn %s",
+            ("host=h password='Log Pass 77'",),
+            exc_info=sys.exc_info(),
         )
     RedactingFilter().filter(record)
     formatted = logging.Formatter().format(record)

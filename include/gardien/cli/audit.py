@@ -212,7 +212,9 @@ def reconcile_cmd(
     from gardien.release.service import StepContext
 
     cfg = load_config(config)
-    who = actor or _login()
+    from gardien.release.manual import login_name
+
+    who = actor or login_name()
     findings = reconcile(cfg, ctx=StepContext(actor=who, now=datetime.now(UTC)), environments=environment)
     if as_json:
         typer.echo(json.dumps([f.to_dict() for f in findings], ensure_ascii=False, indent=2))
@@ -232,15 +234,6 @@ def reconcile_cmd(
             f"{len(alerted)} journal row(s) had no known origin and were recorded as alerts "
             f"(first: {alerted[0].describe()})."
         )
-
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown-operator"
 
 
 @audit_app.command("log")

@@ -61,6 +61,17 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
                     "in ways this release tolerates; see the deployment's drift notes.",
                 )
             )
+    closed_at = report.outcome.at if report.outcome.closed else None
+    for r in report.rollbacks:
+        if closed_at and r.at > closed_at:
+            alerts.append(
+                Alert(
+                    DANGER,
+                    f"ROLLED BACK AFTER THE RELEASE CLOSED on {r.environment or f'deployment {r.deployment_id}'} "
+                    f"({r.at}, by {r.actor}, restoration {'proven' if r.proven else 'NOT proven'}): {r.reason}. "
+                    f"The outcome recorded at close ({report.outcome.outcome.upper()}) no longer holds there.",
+                )
+            )
     if report.outcome.closed and report.outcome.ok is False:
         alerts.append(
             Alert(
