@@ -85,7 +85,15 @@ def init(config: ConfigOption = Path(DEFAULT_CONFIG), dsn: DsnOption = None) -> 
 
 @audit_app.command("verify")
 def verify(
-    config: ConfigOption = Path(DEFAULT_CONFIG),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            envvar="GARDIEN_CONFIG",
+            help=f"Gardien YAML configuration [{DEFAULT_CONFIG}; with --dsn alone, target journals are not read].",
+        ),
+    ] = None,
     dsn: DsnOption = None,
     anchor: Annotated[
         str | None,
@@ -103,6 +111,11 @@ def verify(
     """Recompute the hash chain, check every status against its events and (with the configuration) every
     target journal against the ledger; exit 0 when all hold, 11 naming what does not."""
     expected = Anchor.parse(anchor) if anchor else None
+    journals_note = "not checked (--no-journals)"
+    if config is None and dsn:
+        journals_note = "not checked (no configuration given: pass -c to read the targets' journals)"
+        journals = False
+    config = config or Path(DEFAULT_CONFIG)
     conn = pg.connect(resolve_ledger_dsn(dsn, config), application_name="gardien-audit")
     try:
         report = verify_chain(conn, anchor=expected)
@@ -110,9 +123,7 @@ def verify(
     finally:
         conn.rollback()
         conn.close()
-    unrecorded, journal_note = (
-        _journal_findings(config, dsn) if journals else ([], "not checked (--no-journals)")
-    )
+    unrecorded, journal_note = _journal_findings(config, dsn) if journals else ([], journals_note)
     broken = report.first_broken
     if as_json:
         typer.echo(

@@ -159,6 +159,7 @@ def apply_cmd(
     the ledger approved (same hash, quorum met, window open), unless --break-glass --reason "..."."""
     from gardien.apply import Timeouts, deploy
     from gardien.release import manual
+    from gardien.release.guard import check_production_apply
 
     changeset = _read_changeset(changeset_file)
     cfg = load_config(config)
@@ -170,7 +171,7 @@ def apply_cmd(
         now=dt.datetime.now(dt.UTC),
         break_glass=break_glass,
     )
-    approved = manual.check_production_apply(cfg, env, changeset, operator=operator)
+    approved = check_production_apply(cfg, env, changeset, operator=operator)
     recorded = manual.require_ledger(cfg, env)
     deployment_id = f"dep-{uuid.uuid4().hex[:16]}"
     release_id = approved.id if approved is not None else release

@@ -1,4 +1,4 @@
-"""Applies and rollbacks outside a release run (the CLI): the production guard and their ledger records.
+"""Applies and rollbacks outside a release run (the CLI): their ledger records (the guard: release.guard).
 
 Every apply and rollback is recorded, whoever runs it: the intent before the target is touched (with the
 journal row's deployment id, so ``reconcile`` can finish the record if this process dies), then the outcome,
@@ -17,11 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from gardien import ledger, pg
-from gardien.changeset import Changeset
 from gardien.config import Environment, GardienConfig
 from gardien.config import ledger_dsn as config_ledger_dsn
-from gardien.errors import ApprovalError, ConfigurationError, UsageError
-from gardien.release.paths import parse_release_paths
+from gardien.errors import ConfigurationError
 from gardien.release.reconcile import (
     APPLIED_OUTSIDE_RELEASE,
     APPLY_INTENT,
@@ -48,7 +46,7 @@ class Operator:
 
 
 @contextmanager
-def _ledger(config: GardienConfig) -> Iterator[Any]:
+def ledger_session(config: GardienConfig) -> Iterator[Any]:
     conn = pg.connect(config_ledger_dsn(config), application_name="gardien cli")
     try:
         ledger.require_schema(conn)
@@ -62,76 +60,6 @@ def _ledger(config: GardienConfig) -> Iterator[Any]:
         conn.close()
 
 
-def check_production_apply(
-    config: GardienConfig, env: Environment, changeset: Changeset, *, operator: Operator
-) -> ledger.Release | None:
-    """The release that approved ``changeset`` for ``env`` now; None when ``env`` is not production, or on
-    break-glass (reason mandatory). Raises ApprovalError naming why no release qualifies (nothing applied)."""
-    if not env.production:
-        return None
-    if operator.break_glass:
-        if not (operator.reason or "").strip():
-            raise UsageError(
-                '--break-glass needs --reason "...": say why production cannot wait for a release.'
-            )
-        return None
-    from gardien.policy import ApprovalVote, evaluate, parse_policy, requirement_for
-
-    tables = [t.name for t in config.catalog.tables]
-    policy = parse_policy(config.approvals, source=config.source_path or "configuration", known_tables=tables)
-    paths = parse_release_paths(
-        config.release_paths, environments=config.environments, source=config.source_path or "configuration"
-    )
-    touched = sorted(t for t, c in changeset.counts().items() if sum(c.values()))
-    refusals: list[str] = []
-    with _ledger(config) as conn:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT id FROM ledger.releases WHERE changeset_id = %s AND %s = ANY(path) ORDER BY created_at DESC",
-                (changeset.id, env.name),
-            )
-            ids = [r[0] for r in cur.fetchall()]
-        histories = [ledger.release_history(conn, rid) for rid in ids]
-    for history in histories:
-        rel = history.release
-        path = paths.get(rel.path[0])
-        emergency = bool(path and path.emergency)
-        if emergency and rel.window_start is None:
-            window_open = True
-        else:
-            window_open = (
-                rel.window_start is not None
-                and rel.window_end is not None
-                and rel.window_start <= operator.now < rel.window_end
-            )
-        if not window_open:
-            refusals.append(f"{rel.id}: its window ({rel.window_start} – {rel.window_end}) is not open now")
-            continue
-        requirement = requirement_for(
-            policy,
-            environment=env.name,
-            tables_touched=touched,
-            requester=rel.requested_by,
-            emergency=emergency,
-            reason=rel.reason,
-        )
-        votes = [
-            ApprovalVote(user=a.approver, approve=a.decision == "approved", changeset_id=a.changeset_id)
-            for a in history.approvals
-        ]
-        decision = evaluate(requirement, votes, changeset_id=changeset.id)
-        if decision.state == "approved":
-            return rel
-        missing = ", ".join(s.title for s in decision.missing)
-        refusals.append(f"{rel.id}: {decision.state}" + (f" (missing: {missing})" if missing else ""))
-    why = "; ".join(refusals) if refusals else "no release in the ledger carries it for this environment"
-    raise ApprovalError(
-        f"{env.name} is a production target: changeset {changeset.id[:12]} is not approved for it ({why}). "
-        "Nothing was applied. Deploy it through a release, or, if production cannot wait, use --break-glass "
-        '--reason "..." (recorded in the ledger and announced).'
-    )
-
-
 def record_intent(
     config: GardienConfig,
     *,
@@ -143,7 +71,7 @@ def record_intent(
     operator: Operator,
 ) -> None:
     """Append the intent (apply or rollback) before the target is touched; raises if the ledger refuses."""
-    with _ledger(config) as conn:
+    with ledger_session(config) as conn:
         ledger.append_event(
             conn,
             kind=kind,
@@ -181,7 +109,12 @@ def record_apply(
     operator: Operator,
 ) -> None:
     """Record a committed apply: a deployment of ``release`` when it has ``env`` on its path, else an event."""
-    with _ledger(config) as conn:
+    from gardien.release.reconcile import apply_recorded
+
+    with ledger_session(config) as conn:
+        ledger.lock_ledger(conn)
+        if result.deployment_id and apply_recorded(conn, env.name, result.deployment_id):
+            return  # a reconciler recorded it meanwhile (or it was already applied and recorded)
         if release is not None and env.name in release.path and result.status == "applied":
             record = ledger.record_deployment(
                 conn,
@@ -236,7 +169,7 @@ def ledger_deployment(
     config: GardienConfig, env: Environment, target_deployment_id: str
 ) -> ledger.DeploymentRecord | None:
     """The release deployment the ledger records for this journal row, if any."""
-    with _ledger(config) as conn, conn.cursor() as cur:
+    with ledger_session(config) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT id FROM ledger.deployments WHERE environment = %s AND target_deployment_id = %s ORDER BY id DESC LIMIT 1",
             (env.name, target_deployment_id),
@@ -261,7 +194,7 @@ def record_rollback(
     reason = f"{operator.reason or 'no reason given'} (by {operator.actor} via {operator.entry_point})"
     if detail:
         reason += f" — {detail[:1500]}"
-    with _ledger(config) as conn:
+    with ledger_session(config) as conn:
         dep = None
         with conn.cursor() as cur:
             cur.execute(
@@ -360,7 +293,7 @@ __all__ = [
     "ROLLBACK_INTENT",
     "Operator",
     "announce_break_glass",
-    "check_production_apply",
+    "ledger_session",
     "ledger_deployment",
     "record_apply",
     "record_intent",

@@ -120,11 +120,20 @@ def reconcile_environment(
     conn = pg.connect(config_ledger_dsn(config), application_name="gardien reconcile")
     try:
         ledger.require_schema(conn)
-        if record:
+
+        def missing() -> tuple[list[JournalRow], list[JournalRow]]:
+            applied, rolled_back = _known(conn, environment)
+            return (
+                [r for r in rows if r.deployment_id not in applied],
+                [r for r in rows if r.rolled_back_at and r.deployment_id not in rolled_back],
+            )
+
+        missing_apply, missing_rollback = missing()
+        if record and (missing_apply or missing_rollback):
+            # Only now the ledger-wide lock (held to commit), and a second look under it: a writer finishing its
+            # own record meanwhile must not be recorded twice.
             ledger.lock_ledger(conn)
-        applied, rolled_back = _known(conn, environment)
-        missing_apply = [r for r in rows if r.deployment_id not in applied]
-        missing_rollback = [r for r in rows if r.rolled_back_at and r.deployment_id not in rolled_back]
+            missing_apply, missing_rollback = missing()
         if not record:
             return [
                 Finding(environment, r.deployment_id, "applied", "missing", r.release_id, "no ledger record")
@@ -158,6 +167,14 @@ def reconcile(
         except EnvironmentUnavailableError as exc:  # the message names the target or the ledger
             findings.append(Finding(env, None, "journal", "unreachable", None, str(exc)))
     return findings
+
+
+def apply_recorded(conn: Any, environment: str, target_deployment_id: str) -> bool:
+    """Whether the ledger already records this apply (e.g. a reconciler did, while its writer was slow).
+
+    Call under ``ledger.lock_ledger`` so that nobody records it between this check and the caller's record.
+    """
+    return target_deployment_id in _known(conn, environment)[0]
 
 
 def _known(conn: Any, environment: str) -> tuple[set[str], set[str]]:

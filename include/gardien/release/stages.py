@@ -8,7 +8,7 @@ from typing import Any
 from gardien import ledger
 from gardien.errors import ConflictError, GardienError, LedgerError, RollbackError
 from gardien.release.paths import ReleasePath
-from gardien.release.reconcile import APPLY_INTENT, ROLLBACK_INTENT, reconcile_environment
+from gardien.release.reconcile import APPLY_INTENT, ROLLBACK_INTENT, apply_recorded, reconcile_environment
 from gardien.release.service import ReleaseService, StepContext
 
 
@@ -99,6 +99,13 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
         )
         raise
     with svc.ledger() as conn:
+        ledger.lock_ledger(conn)
+        if result.deployment_id and apply_recorded(conn, environment, result.deployment_id):
+            # A reconciler (drift watch, audit reconcile) recorded it while this step was between commit and
+            # record: one record per journal row.
+            done = _last_deployment(conn, release_id, environment)
+            if done is not None and done.target_deployment_id == result.deployment_id:
+                return _recorded_summary(done, environment)
         record = ledger.record_deployment(
             conn,
             release_id=release_id,
