@@ -250,25 +250,31 @@ def rollback(
             )
         raise
     with svc.ledger() as conn:
-        ledger.record_rollback(
-            conn,
-            deployment_id=dep.id,
-            proven=result.proven,
-            fingerprints={"expected": result.fingerprint_expected, "restored": result.fingerprint_restored},
-            reason=reason,
-            actor=ctx.actor,
-            at=ctx.now,
-            airflow=ctx.airflow,
-        )
-        ledger.set_deployment_status(
-            conn,
-            deployment_id=dep.id,
-            status="rolled_back" if result.proven else "rollback_unproven",
-            actor=ctx.actor,
-            at=ctx.now,
-            reason=reason,
-            airflow=ctx.airflow,
-        )
+        # Under the ledger lock: a reconciler may have recorded this very rollback while this step was between
+        # the target's commit and here; one record per rollback.
+        if ledger.get_deployment(conn, dep.id, for_update=True).status != "rolled_back":
+            ledger.record_rollback(
+                conn,
+                deployment_id=dep.id,
+                proven=result.proven,
+                fingerprints={
+                    "expected": result.fingerprint_expected,
+                    "restored": result.fingerprint_restored,
+                },
+                reason=reason,
+                actor=ctx.actor,
+                at=ctx.now,
+                airflow=ctx.airflow,
+            )
+            ledger.set_deployment_status(
+                conn,
+                deployment_id=dep.id,
+                status="rolled_back" if result.proven else "rollback_unproven",
+                actor=ctx.actor,
+                at=ctx.now,
+                reason=reason,
+                airflow=ctx.airflow,
+            )
     out = result.to_dict()
     svc.write_json(release_id, f"rollback-{environment}.json", out)
     if not result.proven:
