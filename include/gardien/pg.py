@@ -11,7 +11,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from gardien.errors import ConfigurationError, EnvironmentUnavailableError
+from gardien.errors import ConfigurationError, EnvironmentUnavailableError, GardienError
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 _DBNAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -39,6 +39,32 @@ def dsn_for_database(dsn: str, dbname: str) -> str:
     return psycopg2.extensions.make_dsn(**params)
 
 
+def check_dsn(dsn: str, *, where: str, error: type[GardienError] = ConfigurationError) -> str:
+    """Return ``dsn`` if libpq can use it as written; else raise ``error`` naming ``where`` and the fix.
+
+    Refused: a DSN libpq cannot parse (bad URI syntax, unknown parameter, bad percent-encoding), a port
+    that is not a number from 1 to 65535, and a DSN that names nothing (empty, blank, or a bare
+    ``postgresql://``): libpq would fill it in from its defaults and connect to whatever answers there.
+    """
+    shown = redact(dsn)
+    fix = "Use a libpq URI such as postgresql://user@host:5432/dbname."
+    if not dsn.strip():
+        raise error(f"{where}: the PostgreSQL DSN is empty; libpq would connect to its defaults. {fix}")
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0].removeprefix("invalid dsn: ")
+        raise error(f"{where}: invalid PostgreSQL DSN {shown!r}: {reason}. {fix}") from None
+    if not params:
+        raise error(f"{where}: the PostgreSQL DSN {shown!r} names no host, database or user. {fix}")
+    for port in (params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise error(
+                f"{where}: invalid PostgreSQL DSN {shown!r}: port {port!r} is not a port number. {fix}"
+            )
+    return dsn
+
+
 def redact(dsn: str) -> str:
     """Hide a password in a DSN before it is printed or logged."""
     dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
@@ -49,8 +75,21 @@ def connect(dsn: str, *, application_name: str = "gardien", connect_timeout: int
     """Open a psycopg2 connection, turning connection failures into a clear, actionable error."""
     try:
         return psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout)
+    except psycopg2.ProgrammingError as exc:  # libpq could not parse the DSN
+        first = str(exc).strip().splitlines()[0].removeprefix("invalid dsn: ")
+        raise ConfigurationError(
+            f"invalid PostgreSQL DSN {redact(dsn)!r}: {first}. "
+            "Use a libpq URI such as postgresql://user@host:5432/dbname."
+        ) from exc
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if first.startswith(("invalid port", "invalid integer value")) or (
+            first.startswith("invalid ") and first.split(":")[0].endswith(" value")
+        ):
+            # libpq refused a parameter's value before reaching any server ("invalid sslmode value")
+            raise ConfigurationError(
+                f"invalid PostgreSQL DSN {redact(dsn)!r}: {first}. Fix that parameter of the DSN."
+            ) from exc
         raise EnvironmentUnavailableError(
             f"cannot connect to PostgreSQL at {redact(dsn)}: {first}. "
             "Check that the server is running and the DSN (host, port, user, database) is right."
