@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 
 from gardien import errors
 
@@ -53,7 +54,7 @@ class _Stage:
     code: int
     kind: str
     unchanged: str  # true whenever the command fails before its end (said after a defect or a refusal)
-    lost: str = ""  # said when the connection was lost (when it differs)
+    lost: str = ""  # said when the connection was lost or the run interrupted (when it differs)
 
 
 _READ_ONLY = "nothing was changed (this command only reads)"
@@ -64,15 +65,15 @@ _STAGES: dict[str, _Stage] = {
         9,
         "deployment",
         "the apply's transaction was rolled back: nothing was applied",
-        "if the connection was lost while committing, the deployment may have been committed: run "
-        "`gardien diff` against the target (an empty diff means it was applied); otherwise nothing was applied",
+        "if this happened while committing, the deployment may have been committed: run `gardien diff` "
+        "against the target (an empty diff means it was applied); otherwise nothing was applied",
     ),
     "rollback": _Stage(
         10,
         "rollback",
         "the rollback's transaction was rolled back: nothing was restored",
-        "if the connection was lost while committing, the rollback may have been committed: run it again "
-        "(it says already_rolled_back if so); otherwise nothing was restored",
+        "if this happened while committing, the rollback may have been committed: run it again (it says "
+        "already rolled back if so); otherwise nothing was restored",
     ),
     "validate": _Stage(
         7, "validation", "validation could not run; nothing was changed on the target (it only reads it)"
@@ -169,22 +170,18 @@ def classify(exc: BaseException, args: list[str]) -> Failure:
 
 
 def _database_failure(exc: psycopg2.Error, stage: _Stage) -> Failure:
-    state = getattr(exc, "pgcode", None)
+    state = getattr(exc, "pgcode", None) or ""
     cause = _first_line(exc)
-    lost = isinstance(exc, psycopg2.InterfaceError) or (
-        isinstance(exc, psycopg2.OperationalError)
-        and (state is None or state[:2] == "08" or state in _LOST_STATES)
-    )
-    if lost:
-        code, kind = (11, "ledger") if stage.code == 11 else (4, "unreachable")
-        return Failure(
-            code, kind, f"the database connection was lost ({cause}); {stage.lost or stage.unchanged}"
-        )
-    if state == "57014":
+    if isinstance(exc, psycopg2.errors.QueryCanceled) or state == "57014":
         what = "a statement was cancelled (statement timeout)"
-    elif state == "55P03":
+    elif isinstance(exc, psycopg2.errors.LockNotAvailable) or state == "55P03":
         what = "a lock was not granted in time (lock timeout)"
-    elif state == "42501":
+    elif isinstance(exc, psycopg2.InterfaceError) or (
+        isinstance(exc, psycopg2.OperationalError) and (not state or state[:2] == "08" or state in _LOST_STATES)
+    ):
+        code, kind = (11, "ledger") if stage.code == 11 else (4, "unreachable")
+        return Failure(code, kind, f"the database connection was lost ({cause}); {stage.lost or stage.unchanged}")
+    elif isinstance(exc, psycopg2.errors.InsufficientPrivilege) or state == "42501":
         what = "the database role lacks a privilege"
     else:
         what = "the database refused a statement"

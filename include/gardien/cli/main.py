@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from gardien.cli.failure import Failure, classify, print_failure, wants_json
+from gardien.cli import failure as _failure
 
 app = typer.Typer(
     name="gardien",
@@ -51,14 +51,15 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the one place every failure is turned into an exit code
-        failure = classify(exc, args)
-        if failure.show_usage is not None:
-            failure.show_usage()
-        if failure.message:
-            print_failure(failure, as_json=wants_json(args))
-        sys.exit(failure.code)
+        failed = _failure.classify(exc, args)
+        if failed.show_usage is not None:
+            failed.show_usage()
+        if failed.message:
+            # Looked up at each call: a wrapper installed on gardien.cli.failure.print_failure applies.
+            _failure.print_failure(failed, as_json=_failure.wants_json(args))
+        sys.exit(failed.code)
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 
 
-__all__ = ["Failure", "app", "main"]
+__all__ = ["app", "main"]
