@@ -139,6 +139,7 @@ REFUSED = [
     ("composite holding regproc", "callback", "regproc"),
     ("unbounded bpchar", "bpchar", "bpchar"),
     ("tid", "tid", "tid"),
+    ("generated column", "integer GENERATED ALWAYS AS (id * 2) STORED", "generated"),
 ]
 
 
@@ -158,3 +159,37 @@ def test_catalog_refuses_a_type_it_cannot_carry_faithfully_naming_it(make_db, ty
         conn.close()
     assert "odd.ok" not in str(caught.value)
     assert "ignore" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("vc", "x" * 13, "value too long"),
+        ("bt", "10101", "bit string length"),
+        ("dom", "lower", "code_court"),
+    ],
+    ids=["varchar-too-long", "bit-too-long", "domain-check"],
+)
+def test_value_that_does_not_fit_the_column_is_refused_not_truncated(zoo, column, value, words):
+    """A (forged) value longer than varchar(12) or bit(4), or failing a domain's CHECK: the target refuses
+    the whole apply, as an INSERT would; an explicit cast would have truncated it silently."""
+    import hashlib
+    import json
+
+    from gardien.changeset import Changeset
+    from gardien.errors import DeploymentError
+
+    source, target = zoo
+    for dsn in zoo:
+        reset(dsn)
+    insert(source, {"A": {column: {"vc": "x", "bt": "1010", "dom": "OK"}[column]}})
+    body = diff(source, target, catalog_config=catalog_config()).to_dict()["changeset"]
+    zoo_table = next(t for t in body["tables"] if t["table"] == "zoo")
+    zoo_table["inserts"][0]["values"][column] = value
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    forged = Changeset.from_json(
+        json.dumps({"id": hashlib.sha256(canonical.encode()).hexdigest(), "changeset": body})
+    )
+    with pytest.raises(DeploymentError, match=words):
+        deploy(target, forged, catalog_config=catalog_config(), target="tgt", applied_at=NOW)
+    assert stored(target) == []
