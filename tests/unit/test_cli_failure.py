@@ -55,7 +55,7 @@ from gardien.errors import ConflictError, LedgerError
             ["apply", "cs", "t"],
             9,
             "deployment",
-            "lacks a privilege: permission denied for database x; the apply's transaction was rolled back",
+            "lacks a privilege: permission denied for database x (docs",
         ),
         (
             psycopg2.errors.UndefinedTable('relation "ledger.events" does not exist'),

@@ -177,12 +177,16 @@ def _database_failure(exc: psycopg2.Error, stage: _Stage) -> Failure:
     elif isinstance(exc, psycopg2.errors.LockNotAvailable) or state == "55P03":
         what = "a lock was not granted in time (lock timeout)"
     elif isinstance(exc, psycopg2.InterfaceError) or (
-        isinstance(exc, psycopg2.OperationalError) and (not state or state[:2] == "08" or state in _LOST_STATES)
+        isinstance(exc, psycopg2.OperationalError)
+        and (not state or state[:2] == "08" or state in _LOST_STATES)
     ):
         code, kind = (11, "ledger") if stage.code == 11 else (4, "unreachable")
-        return Failure(code, kind, f"the database connection was lost ({cause}); {stage.lost or stage.unchanged}")
+        return Failure(
+            code, kind, f"the database connection was lost ({cause}); {stage.lost or stage.unchanged}"
+        )
     elif isinstance(exc, psycopg2.errors.InsufficientPrivilege) or state == "42501":
         what = "the database role lacks a privilege"
+        cause += " (docs/configuration.md lists what the role of each DSN needs)"
     else:
         what = "the database refused a statement"
     return Failure(stage.code, stage.kind, f"{what}: {cause}; {stage.unchanged}")
