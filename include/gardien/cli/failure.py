@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg2
 import psycopg2.errors
 
 from gardien import errors
+from gardien.redact import redact_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,11 @@ def _click_failure(exc: BaseException, args: list[str]) -> Failure | None:
 
 
 def print_failure(failure: Failure, *, as_json: bool) -> None:
-    """Print ``failure`` on stderr: ``error: <message>`` and its details, or its JSON document."""
+    """Print ``failure`` on stderr: ``error: <message>`` and its details, or its JSON document; every
+    secret Gardien knows of (passwords of DSNs, tokens: gardien.redact) masked."""
+    failure = replace(
+        failure, message=redact_text(failure.message), details=tuple(redact_text(d) for d in failure.details)
+    )
     if as_json:
         sys.stderr.write(json.dumps(failure.to_dict(), ensure_ascii=False) + "\n")
         return

@@ -14,6 +14,7 @@ import sys
 import typer
 
 from gardien.cli import failure as _failure
+from gardien.redact import install_log_redaction
 
 app = typer.Typer(
     name="gardien",
@@ -23,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
+_TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
 
 
 @app.callback()
@@ -45,6 +46,7 @@ for _topic in _TOPICS:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; on failure exit with the code of what went wrong (gardien.cli.failure)."""
     args = sys.argv[1:] if argv is None else argv
+    install_log_redaction()
     try:
         # Without standalone mode, a typer.Exit(code) comes back as the return value.
         rc = app(args=args, prog_name="gardien", standalone_mode=False)
