@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gardien import pg
-from gardien.errors import ConfigurationError, UsageError
+from gardien.errors import ConfigurationError
 
 DEFAULT_CONFIG_PATH = Path("include/config/gardien.yaml")
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -35,7 +35,9 @@ def _check_identifier(value: str) -> str:
 
 def _check_dsn(value: str) -> str:
     try:
-        return pg.check_dsn(value, where="dsn")
+        # A DSN libpq cannot parse is refused when first used (gardien.pg.connect), naming it: a section
+        # nobody uses then does not stop every command.
+        return pg.check_dsn(value, where="dsn", parse=False)
     except ConfigurationError as exc:
         raise ValueError(str(exc).removeprefix("dsn: ").rstrip(".")) from None
 
@@ -340,7 +342,7 @@ def _env_dsn(dsn: str, database: str | None) -> str:
 def resolve_environment(cfg: GardienConfig, name_or_uri: str) -> Environment:
     """An environment by configured name, or a plain libpq URI (``postgresql://...``)."""
     if name_or_uri.startswith(("postgresql://", "postgres://")):
-        pg.check_dsn(name_or_uri, where="command line", error=UsageError)
+        pg.check_dsn(name_or_uri, where="command line")
         return Environment(name=pg.redact(name_or_uri), dsn=name_or_uri)
     env = cfg.environments.get(name_or_uri)
     if env is None:

@@ -41,12 +41,15 @@ def dsn_for_database(dsn: str, dbname: str) -> str:
     return psycopg2.extensions.make_dsn(**params)
 
 
-def check_dsn(dsn: str, *, where: str, error: type[GardienError] = ConfigurationError) -> str:
+def check_dsn(
+    dsn: str, *, where: str, error: type[GardienError] = ConfigurationError, parse: bool = True
+) -> str:
     """Return ``dsn`` if libpq can use it as written; else raise ``error`` naming ``where`` and the fix.
 
     Refused: a DSN libpq cannot parse (bad URI syntax, unknown parameter, bad percent-encoding), a port
     that is not a number from 1 to 65535, and a DSN that names nothing (empty, blank, or a bare
     ``postgresql://``): libpq would fill it in from its defaults and connect to whatever answers there.
+    With ``parse`` False, a DSN libpq cannot parse passes (``connect`` refuses it, naming it, when used).
     """
     shown = redact(dsn)
     fix = "Use a libpq URI such as postgresql://user@host:5432/dbname."
@@ -55,6 +58,8 @@ def check_dsn(dsn: str, *, where: str, error: type[GardienError] = Configuration
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError as exc:
+        if not parse:
+            return dsn
         reason = redact_text(str(exc).strip().splitlines()[0].removeprefix("invalid dsn: "))
         raise error(f"{where}: invalid PostgreSQL DSN {shown!r}: {reason}. {fix}") from None
     if not params:

@@ -1,7 +1,7 @@
 """No traceback, ever: every ``gardien`` command driven through its failure modes (bad arguments, bad files,
 bad configuration, unreachable or refusing databases) ends with an exit code from the README's table, a
 named cause on stderr and no "Traceback"; with ``--json`` the error is one JSON document
-``{"error": {"code", "kind", "message", "details"}}`` on stderr, its code the exit code."""
+``{"error": {"code", "kind", "message", "details"}}``, the last line on stderr, its code the exit code."""
 
 from __future__ import annotations
 
@@ -135,13 +135,13 @@ CASES: list[tuple[str, list[str], int, str]] = [
     (
         "diff-malformed-uri",
         ["diff", "postgresql://[::1/db", "tgt", "-c", "{config}"],
-        2,
+        3,
         "invalid PostgreSQL DSN",
     ),
     (
         "diff-bad-port-uri",
         ["diff", "postgresql://h:5x/db", "tgt", "-c", "{config}"],
-        2,
+        3,
         "is not a port number",
     ),
     ("diff-unreachable", ["diff", UNREACHABLE, "tgt", "-c", "{config}"], 4, "cannot connect"),
@@ -182,7 +182,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     (
         "apply-malformed-uri",
         ["apply", "{changeset}", "postgresql://%zz@h/db", "-c", "{config}"],
-        2,
+        3,
         "percent-encoded",
     ),
     ("apply-unreachable", ["apply", "{changeset}", UNREACHABLE, "-c", "{config}"], 4, "cannot connect"),
@@ -190,7 +190,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     # rollback
     ("rollback-unknown-deployment", ["rollback", "tgt", "dep-nope", "-c", "{config}"], 10, "no deployment"),
     ("rollback-unreachable", ["rollback", UNREACHABLE, "dep-nope", "-c", "{config}"], 4, "cannot connect"),
-    ("rollback-malformed-uri", ["rollback", "postgres://", "dep-nope", "-c", "{config}"], 2, "names no host"),
+    ("rollback-malformed-uri", ["rollback", "postgres://", "dep-nope", "-c", "{config}"], 3, "names no host"),
     # validate
     (
         "validate-both-modes",
@@ -279,7 +279,7 @@ def test_cli_failure_has_a_table_exit_code_a_named_cause_and_no_traceback(
     if command in _JSON_COMMANDS:
         rc_json, _, err_json = run([*argv, "--json"])
         assert rc_json == rc and "Traceback" not in err_json
-        error = json.loads(err_json)["error"]
+        error = json.loads(err_json.splitlines()[-1])["error"]  # warnings may precede it
         assert (
             error["code"] == rc
             and error["kind"]
@@ -301,4 +301,4 @@ def test_cli_failures_through_the_installed_entry_point(world):
             check=False,
         )
         assert result.returncode == code and "Traceback" not in result.stderr
-        assert json.loads(result.stderr)["error"]["code"] == code
+        assert json.loads(result.stderr.splitlines()[-1])["error"]["code"] == code
