@@ -225,6 +225,9 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("audit-verify-not-a-ledger", ["audit", "verify", "--dsn", "{tgt_uri}"], 11, "ledger"),
     ("audit-log-bad-limit", ["audit", "log", "--dsn", UNREACHABLE, "--limit", "0"], 2, "--limit"),
     ("audit-malformed-dsn", ["audit", "verify", "--dsn", "postgresql://[::1/x"], 3, "invalid PostgreSQL DSN"),
+    ("audit-reconcile-no-config", ["audit", "reconcile", "-c", "{dir}/nope.yaml"], 3, "cannot read"),
+    ("ledger-migrate-unreachable", ["ledger", "migrate", "--dsn", UNREACHABLE], 4, "cannot connect"),
+    ("ledger-migrate-no-subcommand", ["ledger"], 2, "Usage"),
     # demo
     ("demo-unreachable", ["demo", "build", "--admin-dsn", UNREACHABLE], 4, "cannot connect"),
     (
@@ -250,6 +253,8 @@ _JSON_COMMANDS = {
     "report",
     "audit verify",
     "audit log",
+    "audit reconcile",
+    "ledger migrate",
     "demo build",
 }
 
@@ -275,7 +280,7 @@ def test_cli_failure_has_a_table_exit_code_a_named_cause_and_no_traceback(
     assert rc in readme_exit_codes()
     assert "Traceback" not in out + err
     assert (rc, words in err or (words == "Usage" and words in out)) == (code, True), err
-    command = argv[0] if argv and argv[0] not in ("audit", "demo") else " ".join(argv[:2])
+    command = argv[0] if argv and argv[0] not in ("audit", "demo", "ledger") else " ".join(argv[:2])
     if command in _JSON_COMMANDS:
         rc_json, _, err_json = run([*argv, "--json"])
         assert rc_json == rc and "Traceback" not in err_json

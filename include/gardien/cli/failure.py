@@ -91,6 +91,9 @@ _STAGES: dict[str, _Stage] = {
         11, "ledger", "nothing was changed in the ledger unless by `audit init`, which can be rerun"
     ),
     "demo": _Stage(3, "configuration", "the demo databases may be partly built: run the command again"),
+    "ledger": _Stage(
+        11, "ledger", "the ledger migration runs in one transaction: nothing was migrated; run it again"
+    ),
 }
 _NO_COMMAND = _Stage(2, "usage", "nothing was changed")
 
