@@ -6,7 +6,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
@@ -129,13 +128,12 @@ def run_checks(
     dsn: str,
     schema: str,
     run_name: str,
-    data_docs_dir: Path | None = None,
     statement_timeout_ms: int = 300_000,
 ) -> dict[str, GxOutcome]:
     """Run ``checks`` (one GX suite per table) in one checkpoint; return outcomes by expectation name.
 
-    An ephemeral context per run keeps Data Docs to this run's results. Data Docs HTML is written to
-    ``data_docs_dir`` (``index.html``) when given. Raises EnvironmentUnavailableError when GX cannot reach
+    An ephemeral context per run; no Data Docs (their pages load assets from CDNs: Gardien writes its own
+    page, see gardien.validation.page). Raises EnvironmentUnavailableError when GX cannot reach
     the database, ConfigurationError when GX refuses an expectation's parameters.
     """
     gx = _gx()
@@ -174,26 +172,11 @@ def run_checks(
         definitions.append(
             ctx.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
         )
-    actions = []
-    if data_docs_dir is not None:
-        data_docs_dir.mkdir(parents=True, exist_ok=True)
-        ctx.add_data_docs_site(
-            site_name="release",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(data_docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["release"]))
     checkpoint = ctx.checkpoints.add(
         gx.Checkpoint(
             name=run_name,
             validation_definitions=definitions,
-            actions=actions,
+            actions=[],
             result_format={"result_format": "SUMMARY"},
         )
     )
