@@ -125,6 +125,24 @@ def run(setup: Setup, approver: AutoApprover, **conf: Any) -> tuple[Any, dict[st
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
+def all_asked_first(
+    approver: AutoApprover, decide: Callable[[dict[str, Any]], Any], *, seats: int, patience: float = 90
+) -> Callable[[dict[str, Any]], Any]:
+    """A ``decide`` that answers only once ``seats`` approvals wait at the same time (or after ``patience``
+    seconds, so seats asked one after another end the test with a failed assertion, not a hang)."""
+    import time
+
+    started: list[float] = []
+
+    def wait_then_decide(detail: dict[str, Any]) -> Any:
+        started[:] = started or [time.monotonic()]
+        if len(approver.max_pending) < seats and time.monotonic() - started[0] < patience:
+            return None
+        return decide(detail)
+
+    return wait_then_decide
+
+
 def scalar(dsn: str, query: str) -> Any:
     conn = psycopg2.connect(dsn)
     try:
@@ -193,6 +211,7 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
         monkeypatch.setenv("SLACK_BASE_URL", slack.base_url)
         slack.set_mode("down")  # Slack is unreachable for the whole release
         approver = AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"}))
+        approver.decide = all_asked_first(approver, first_free_assignee({"parametreur"}), seats=4)
         caplog.set_level(logging.INFO, logger="gardien")
         dr, states = run(setup, approver)
 
