@@ -147,3 +147,10 @@ def test_dag_files_parse_without_heavy_imports_or_database(tmp_path: Path) -> No
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert set(report["seconds"]) == set(files)
+
+
+def test_release_run_note_links_the_release_page_from_the_start(airflow_db: Path) -> None:
+    from gardien.airflow.listener import opening_note
+
+    rid = "R-standard-20261208-1900-0a1b2c"
+    assert opening_note(rid) == f"Release {rid} · [release page](/gardien/releases/{rid})"

@@ -26,13 +26,9 @@ from gardien.errors import (
     ValidationFailedError,
 )
 from gardien.release import summaries
-from gardien.release.ids import release_page
+from gardien.release.ids import is_release_id, new_release_id, release_page
 
 log = logging.getLogger(__name__)
-
-BOARD_PREFIX = (
-    "/gardien"  # where the release board (Gardien's FastAPI app) is mounted in Airflow's API server
-)
 
 
 class ReleaseFailed(SystemExit):
@@ -90,8 +86,6 @@ def release_id_for(path_name: str, context: Context) -> str:
     """The run id when the release timetable made it (scheduled and triggered runs: R-<path>-…); otherwise
     (a run given an explicit id, ``dag.test()``) one derived from the run's window and run id. Stable across
     retries either way."""
-    from gardien.release.ids import is_release_id, new_release_id
-
     dag_run = context["dag_run"]
     if is_release_id(dag_run.run_id, path_name=path_name):
         return str(dag_run.run_id)
@@ -385,7 +379,7 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
 
     context = get_current_context()
     if not release_id:
-        raise AirflowFailException("the release could not be opened (see open_release's log)")
+        raise ReleaseFailed("the release could not be opened (see open_release's log)")
     svc = service(path_name)
     ctx = step_context(context)
     hint = None

@@ -48,6 +48,11 @@ def _gx() -> Any:
     warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
     import great_expectations as gx
 
+    # Some GX modules set their own logger to INFO (e.g. "Created temporary directory ... for ephemeral
+    # docs site" at every run): the parent's level does not reach them.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger) and logger.level:
+            logger.setLevel(logging.ERROR)
     return gx
 
 
