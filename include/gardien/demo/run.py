@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  Report          {report if report.exists() else rel}")
         docs = rel / "data_docs" / "index.html"
         if docs.exists():
-            say(f"  Data Docs       {docs}")
+            say(f"  Validation      {docs}")
     say("  Audit ledger    .venv/bin/gardien audit verify -c .gardien/demo-config.yaml")
     say("  Stop            make stop")
     release_id = (outcome or {}).get("release_id") or state["dag_run_id"]
