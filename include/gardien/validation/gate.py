@@ -110,7 +110,7 @@ def validate_state(
     docs = str(data_docs_dir / "index.html") if data_docs_dir is not None else None
     report = ValidationReport.from_results(target=target, results=results, data_docs_path=docs, notes=notes)
     if data_docs_dir is not None:  # Gardien's own page: GX's Data Docs need CDN assets (blank offline)
-        write_page(report, data_docs_dir, title=f"Validation of {target} ({run_name})")
+        write_page(report, data_docs_dir, title=f"Validation of {target} ({run_name.split('-')[0]})")
     return report
 
 
