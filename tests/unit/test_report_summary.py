@@ -105,12 +105,14 @@ def test_summary_comes_first_and_answers_what_where_when_who_and_outcome() -> No
         assert shown in summary, shown
 
 
-def test_summary_reads_old_approval_records_without_seat() -> None:
+def test_summary_reads_old_approval_records_without_seat_and_never_calls_a_record_time_an_answer() -> None:
     report = _build()  # ApprovalRecord without seat/role/answered_at
     approved = report.summary.approvers
-    assert [(a.approver, a.seat, a.role, a.when) for a in approved] == [
-        ("pharma.chef", None, None, T0.isoformat())
+    assert [(a.approver, a.seat, a.role, a.answered_at) for a in approved] == [
+        ("pharma.chef", None, None, None)
     ]
+    summary = render_html(report).split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert f"recorded {T0.isoformat()}" in summary and "answered" not in summary
 
 
 def test_rollback_section_names_the_dag_params_and_the_cli_line() -> None:
