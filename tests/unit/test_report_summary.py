@@ -81,7 +81,7 @@ def test_summary_comes_first_and_answers_what_where_when_who_and_outcome() -> No
     assert s.what == f"3 row change(s) in 1 table(s), changeset {cs.id[:12]}"
     assert s.where == "preprod → prod"
     assert s.requested_by == "chef.projet" and s.outcome == "released"
-    assert [(a.approver, a.seat, a.role, a.when) for a in s.approvers] == [
+    assert [(a.approver, a.seat, a.role, a.answered_at) for a in s.approvers] == [
         ("pharma.chef", 0, "pharmaciens", (T0 - timedelta(minutes=7)).isoformat()),
         ("chef.projet", 2, "cab", (T0 - timedelta(minutes=3)).isoformat()),
     ]

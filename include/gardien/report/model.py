@@ -145,10 +145,6 @@ class ApprovalLine:
     role: str | None = None
     answered_at: str | None = None
 
-    @property
-    def when(self) -> str:
-        return self.answered_at or self.at
-
 
 @dataclass(frozen=True, slots=True)
 class RejectionLine:
