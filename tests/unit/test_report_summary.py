@@ -23,7 +23,8 @@ UNITS_AFTER = ";".join(f"UF{1100 + i}" for i in range(120)) + ";UF1035"
 
 @dataclass(frozen=True, slots=True)
 class SeatedApproval:
-    """An approval record as the ledger keeps it once the approval step records seat, role and answer time."""
+    """An approval record as the ledger keeps it once the approval step records seat and role (``at`` is
+    then the person's answer time); ``answered_at`` stands for a ledger that would keep both times."""
 
     id: int
     release_id: str
@@ -193,3 +194,10 @@ def test_catalog_hints_from_the_demo_catalog() -> None:
     assert hints.list_separators[("profil", "uf_autorisees")] == ";"
     assert hints.retired_by["unite_fonctionnelle"] == "actif = false"
     assert "droit" not in hints.retired_by
+
+
+def test_a_seated_record_without_answered_at_was_written_at_the_answer_time() -> None:
+    cs = _changeset()
+    seated = SeatedApproval(2, RID, cs.id, "rssi", "approved", None, T0, 1, "securite")
+    (line,) = _build(cs, approvals=(seated,)).summary.approvers
+    assert (line.seat, line.role, line.answered_at) == (1, "securite", T0.isoformat())

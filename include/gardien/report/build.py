@@ -121,7 +121,7 @@ def build_report(
                 # recorded by the approval step when the ledger keeps them (older records have none)
                 seat=getattr(a, "seat", None),
                 role=getattr(a, "role", None),
-                answered_at=ts(getattr(a, "answered_at", None)),
+                answered_at=_answered_at(a),
             )
             for a in history.approvals
         ),
@@ -183,6 +183,18 @@ def build_report(
         summary=summary_for(report),
         rollback_handles=rollback_handles(report),
     )
+
+
+def _answered_at(a: ledger.ApprovalRecord) -> str | None:
+    """When the person answered, if the ledger knows it: an explicit ``answered_at``, else ``at`` for records
+    that carry their seat (those are written with Airflow's response time, ADR 0007); older records hold
+    only when a later step wrote them, which the report must not call an answer time."""
+    explicit = getattr(a, "answered_at", None)
+    if explicit is not None:
+        return ts(explicit)
+    if getattr(a, "seat", None) is not None or getattr(a, "role", None) is not None:
+        return ts(a.at)
+    return None
 
 
 def _sources(artifacts: Artifacts) -> tuple[str, ...]:
