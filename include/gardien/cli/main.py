@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 
@@ -27,8 +28,32 @@ app = typer.Typer(
 _TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
 
 
+def version() -> str:
+    """The installed package's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("gardien")
+    except PackageNotFoundError:
+        from gardien import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gardien {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Gardien: consistency, traceability and rollback for EHR configuration releases."""
     # An explicit callback keeps sub-commands as sub-commands even when a single topic is registered.
 
