@@ -63,8 +63,12 @@ def check_rollback_request() -> dict[str, Any]:
             "give both params: release (a release id) and environment (where to roll back)"
         )
     try:
-        request = check_request(
-            load_config(config_path()), release_id, environment, force=bool(p.get("force"))
+        request = check_request(  # reconciles the release's targets first (an unrecorded deployment is found)
+            load_config(config_path()),
+            release_id,
+            environment,
+            force=bool(p.get("force")),
+            ctx=step_context(context),
         )
     except FINAL_ERRORS + (LedgerError,) as exc:
         context["ti"].xcom_push(key="refusal", value=str(exc))
