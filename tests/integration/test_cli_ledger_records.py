@@ -422,3 +422,47 @@ def test_cli_rollback_recorded_once_when_a_reconciler_waits_on_its_lock(setup, m
     assert not cli.is_alive() and not reconciler.is_alive()
     assert found == []  # its second look, under the lock, found the CLI's record
     assert _rollback_records(setup["ledger"]) == (1, 1)
+
+
+def test_drift_watch_announces_an_unrecorded_apply_on_slack_through_an_outage(
+    setup, fake_slack: FakeSlack, monkeypatch
+) -> None:
+    from gardien.apply import deploy
+    from gardien.config import load_config
+    from gardien.notify import notifier_from_settings
+    from gardien.release import notices
+    from gardien.release.drift_watch import watch
+
+    for name, value in setup["env"].items():
+        monkeypatch.setenv(name, value)
+    config = load_config(setup["config"])
+    outbox = setup["config"].parent / "outbox.jsonl"
+    assert watch(config, "tgt", actor="gardien-drift-watch", now=NOW).status == "baseline_established"
+    applied = deploy(  # someone applies with the engine directly: no intent, no release, no ledger record
+        setup["target"],
+        Changeset.from_json(setup["changeset"].read_text()),
+        catalog_config=config.catalog,
+        target="tgt",
+        applied_at=NOW,
+    )
+    fake_slack.set_mode("down")
+
+    result = watch(config, "tgt", actor="gardien-drift-watch", now=NOW)
+    notices.announce_watch(config, result)  # what the watch task does with it
+
+    [alert] = result.alerted
+    assert applied.deployment_id in alert and result.reconciled == (alert,)
+    assert [e.kind for e in events(setup["ledger"])].count("deployment.unrecorded") == 1
+    assert fake_slack.messages == []
+    [queued] = outbox.read_text().splitlines()  # Slack down: kept for later, the watch went on
+    assert "ALERT" in queued and applied.deployment_id in queued
+
+    fake_slack.set_mode("normal")
+    notifier_from_settings(config.notifications, environ=os.environ).flush_outbox()
+    again = watch(config, "tgt", actor="gardien-drift-watch", now=NOW)
+    notices.announce_watch(config, again)
+
+    assert again.reconciled == () and again.alerted == ()  # recorded once, so announced once
+    [delivered] = [m for m in fake_slack.messages if "ALERT" in m["text"]]
+    assert applied.deployment_id in delivered["text"] and "tgt" in delivered["text"]
+    assert outbox.read_text().strip() == ""
