@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gardien.report.diffs import key_label
 from gardien.report.model import TableDiff
 
 
@@ -41,6 +42,8 @@ class TableChanges:
 def text(value: Any) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, list | tuple):  # a foreign key, named by the referenced row's natural key
+        return key_label(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -262,7 +262,10 @@ def review_available(report: ReleaseReport) -> bool:
 
 
 def rollback_cli(release_id: str, environment: str) -> str:
-    conf = json.dumps({"release": release_id, "environment": environment, "reason": "…why (≥ 10 characters)"})
+    conf = json.dumps(
+        {"release": release_id, "environment": environment, "reason": "why, at least 10 characters"},
+        ensure_ascii=False,
+    )
     return f"airflow dags trigger {ROLLBACK_DAG} --conf {shlex.quote(conf)}"
 
 
