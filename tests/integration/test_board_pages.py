@@ -90,7 +90,7 @@ def test_release_page_summary_set_differences_retired_and_rollback(board) -> Non
     assert "approve_pharmaciens · pharmaciens" in html
     assert "RELEASED" in html
     assert "airflow dags trigger gardien_rollback" in html and "Roll back R-standard-1 on prod" in html
-    assert "Ledger hash chain: verified" in html
+    assert "Ledger hash chain (whole ledger, checked" in html and "): verified (" in html
 
 
 def test_every_page_escapes_user_text_and_shows_no_dsn(board) -> None:
@@ -158,3 +158,21 @@ def test_calendar_month_shows_windows_freezes_holidays_and_releases(board) -> No
     assert "public holiday" in html  # Christmas
     assert "cancelled" in html  # a Tuesday/Thursday window inside the freeze
     assert "R-standard-1" in html and "calendar.ics" in html
+
+
+def test_chain_cache_reuses_a_fresh_verification_and_sees_new_events_after_a_minute(board) -> None:
+    from gardien.board.audit import ChainCache
+
+    dsn, _ = board
+    cache = ChainCache()
+    conn = pg.connect(dsn)
+    try:
+        first, at = cache.get(conn, now=NOW)
+        ledger.append_event(conn, kind="test.note", actor="auditeur", at=NOW, release_id="R-standard-2")
+        conn.commit()
+        again, again_at = cache.get(conn, now=NOW + timedelta(seconds=30))
+        assert (again, again_at) == (first, at)  # within the minute: the same verification, same time shown
+        later, later_at = cache.get(conn, now=NOW + timedelta(seconds=61))
+        assert later.ok and later.checked == first.checked + 1 and later_at == NOW + timedelta(seconds=61)
+    finally:
+        conn.close()

@@ -214,6 +214,7 @@ def create_app() -> FastAPI:
         status: str | None = None,
         environment: str | None = None,
         q: str | None = None,
+        page: int = 1,
     ) -> str:
         with ledger_conn() as conn:
             return pages.releases_html(
@@ -224,6 +225,7 @@ def create_app() -> FastAPI:
                 status=status,
                 environment=environment,
                 q=q,
+                page=page,
             )
 
     @app.get("/calendar", response_class=HTMLResponse)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from gardien.board.audit import ChainCache
 from gardien.board.queries import ReleaseRow, list_releases
 from gardien.board.render import render
 from gardien.board.settings import BoardSettings
@@ -25,7 +26,8 @@ from gardien.errors import LedgerError
 from gardien.ledger.releases import RELEASE_STATUSES
 from gardien.report import ReleaseReport, load_report
 
-LIST_LIMIT = 1000
+PAGE_SIZE = 100
+CHAIN = ChainCache()  # one per process: the API server's worker threads share it
 
 
 class NotFound(LedgerError):
@@ -41,19 +43,28 @@ def releases_html(
     status: str | None = None,
     environment: str | None = None,
     q: str | None = None,
+    page: int = 1,
 ) -> str:
+    page = max(1, page)
     status = status if status in RELEASE_STATUSES else None
     environment = environment if environment in settings.environments else None
+    # One row more than a page tells whether an older page exists.
     rows = list_releases(
-        conn, status=status, environment=environment, release_id=(q or "").strip() or None, limit=LIST_LIMIT
+        conn,
+        status=status,
+        environment=environment,
+        release_id=(q or "").strip() or None,
+        limit=PAGE_SIZE + 1,
+        offset=(page - 1) * PAGE_SIZE,
     )
     return render(
         "releases.html",
         page="releases",
         root=root,
         viewer=viewer,
-        rows=visible(rows, viewer),
-        truncated=len(rows) >= LIST_LIMIT,
+        rows=visible(rows[:PAGE_SIZE], viewer),
+        page_number=page,
+        older=len(rows) > PAGE_SIZE,
         statuses=RELEASE_STATUSES,
         environments=settings.environments,
         status=status or "",
@@ -118,10 +129,11 @@ def release_row(conn: psycopg2.extensions.connection, release_id: str) -> Releas
 
 def _report(
     conn: psycopg2.extensions.connection, row: ReleaseRow, settings: BoardSettings, now: dt.datetime
-) -> ReleaseReport:
+) -> tuple[ReleaseReport, dt.datetime]:
+    chain, verified_at = CHAIN.get(conn, now=now)
     path = settings.path_of_dag(row.dag_id)
     stages = {env: s.name for s in path.stages for env in s.targets} if path else None
-    return load_report(
+    report = load_report(
         conn,
         row.id,
         generated_at=now,
@@ -129,7 +141,9 @@ def _report(
         link_from=Path("."),  # no artifact folder: every href comes from the ledger
         path_name=path.name if path else None,
         stages=stages,
+        chain=chain,
     )
+    return report, verified_at
 
 
 def release_html(
@@ -142,9 +156,9 @@ def release_html(
     root: str,
     now: dt.datetime,
 ) -> str:
-    report = _report(conn, row, settings, now)
+    report, verified_at = _report(conn, row, settings, now)
     page = release_page(report, row=row, settings=settings, facts=facts, viewer=viewer)
-    return render("release.html", page="release", root=root, viewer=viewer, p=page)
+    return render("release.html", page="release", root=root, viewer=viewer, p=page, chain_at=verified_at)
 
 
 def review_html(
@@ -159,7 +173,7 @@ def review_html(
     seat: str | None,
 ) -> str | None:
     """The review page, or None while the current changeset has not passed validation."""
-    report = _report(conn, row, settings, now)
+    report, _ = _report(conn, row, settings, now)
     if not review_available(report):
         return None
     view = review_page(report, row=row, settings=settings, facts=facts, viewer=viewer, seat=seat)
