@@ -62,3 +62,19 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """On a failure, keep what each open browser page showed (screenshot and HTML) beside the screenshots."""
+    report = yield
+    if report.when == "call" and report.failed and "browser" in item.funcargs:
+        folder = item.funcargs.get("screenshots") or Path(".")
+        for i, context in enumerate(item.funcargs["browser"].contexts):
+            for j, page in enumerate(context.pages):
+                try:
+                    page.screenshot(path=str(folder / f"failure-{i}-{j}.png"))
+                    (folder / f"failure-{i}-{j}.html").write_text(page.content())
+                except Exception:  # noqa: BLE001,S110 - best effort: the failure itself is reported
+                    pass
+    return report

@@ -132,6 +132,13 @@ class UiStack:
                     time.sleep(2)
 
     def stop(self) -> None:
+        if os.environ.get("GARDIEN_UI_LOGS"):  # keep the components' logs for a failed run
+            shutil.copytree(
+                self.home,
+                os.environ["GARDIEN_UI_LOGS"],
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("*.db"),
+            )
         airflow_local.stop_processes(self.home / "airflow")
         for name in self.created:
             try:
