@@ -160,19 +160,24 @@ def test_calendar_month_shows_windows_freezes_holidays_and_releases(board) -> No
     assert "R-standard-1" in html and "calendar.ics" in html
 
 
-def test_chain_cache_reuses_a_fresh_verification_and_sees_new_events_after_a_minute(board) -> None:
+def test_chain_cache_reuses_a_fresh_verification_and_refreshes_a_stale_one_in_the_background(board) -> None:
     from gardien.board.audit import ChainCache
 
     dsn, _ = board
     cache = ChainCache()
     conn = pg.connect(dsn)
+    connect = lambda: pg.connect(dsn)  # noqa: E731
     try:
-        first, at = cache.get(conn, now=NOW)
+        first, at = cache.get(conn, now=NOW, connect=connect)
+        assert first.ok and at == NOW
         ledger.append_event(conn, kind="test.note", actor="auditeur", at=NOW, release_id="R-standard-2")
         conn.commit()
-        again, again_at = cache.get(conn, now=NOW + timedelta(seconds=30))
-        assert (again, again_at) == (first, at)  # within the minute: the same verification, same time shown
-        later, later_at = cache.get(conn, now=NOW + timedelta(seconds=61))
+        # within the minute: the same verification, shown with the same time
+        assert cache.get(conn, now=NOW + timedelta(seconds=30), connect=connect) == (first, at)
+        # stale: this view still shows the old verification (with its old time) and starts a fresh one
+        assert cache.get(conn, now=NOW + timedelta(seconds=61), connect=connect) == (first, at)
+        cache.wait(60)
+        later, later_at = cache.get(conn, now=NOW + timedelta(seconds=62), connect=connect)
         assert later.ok and later.checked == first.checked + 1 and later_at == NOW + timedelta(seconds=61)
     finally:
         conn.close()

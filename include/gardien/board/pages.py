@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from gardien import pg
 from gardien.board.audit import ChainCache
 from gardien.board.queries import ReleaseRow, list_releases
 from gardien.board.render import render
@@ -130,7 +131,7 @@ def release_row(conn: psycopg2.extensions.connection, release_id: str) -> Releas
 def _report(
     conn: psycopg2.extensions.connection, row: ReleaseRow, settings: BoardSettings, now: dt.datetime
 ) -> tuple[ReleaseReport, dt.datetime]:
-    chain, verified_at = CHAIN.get(conn, now=now)
+    chain, verified_at = CHAIN.get(conn, now=now, connect=lambda: pg.connect(settings.ledger_dsn))
     path = settings.path_of_dag(row.dag_id)
     stages = {env: s.name for s in path.stages for env in s.targets} if path else None
     report = load_report(
