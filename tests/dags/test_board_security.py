@@ -131,3 +131,20 @@ def test_plugin_adds_the_releases_nav_entry(api_url: str) -> None:
     plugin = next(p for p in response.json()["plugins"] if p["name"] == "gardien")
     assert plugin["external_views"][0]["name"] == "Releases"
     assert plugin["external_views"][0]["href"] == "/gardien/"
+
+
+def test_board_ledger_down_says_so_without_its_dsn(
+    api_url: str, board_ledger: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = f"postgresql://gardien:s3cret@127.0.0.1:{port}/gardien_ledger_secret_name"
+    settings = replace(board_app.settings(), ledger_dsn=down)
+    monkeypatch.setattr(board_app, "settings", lambda: settings)
+    response = get(api_url, "/gardien/", cookie=token("auditeur", "viewer"))
+    assert response.status_code == 503 and "Ledger unavailable" in response.text
+    assert "s3cret" not in response.text and "gardien_ledger_secret_name" not in response.text
+    assert str(port) not in response.text

@@ -208,6 +208,19 @@ def create_app() -> FastAPI:
         html = render("refused.html", title=title, message=str(exc.detail), login=login)
         return HTMLResponse(html, status_code=exc.status_code)
 
+    @app.exception_handler(GardienError)
+    async def _unavailable(request: Request, exc: GardienError) -> HTMLResponse:
+        # The message may name the ledger's host and database: it goes to the API server's log, not the page.
+        log.error("gardien board: %s %s failed: %s", request.method, request.url.path, exc)
+        html = render(
+            "refused.html",
+            title="Ledger unavailable",
+            message="The board could not read the audit ledger, so it shows nothing rather than a partial "
+            "page. The reason is in the Airflow API server's log; nothing was changed.",
+            login=None,
+        )
+        return HTMLResponse(html, status_code=503)
+
     @app.get("/", response_class=HTMLResponse)
     def releases(
         viewer: ViewerDep,
