@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from gardien.board.changes import set_difference, table_changes
-from gardien.board.views import month_view, rollback_cli
+from gardien.board.month import month_view
+from gardien.board.views import rollback_cli
 from gardien.calendar import parse_calendar
 from gardien.report.model import FieldDiff, RowUpdate, RowValues, TableDiff
 

@@ -9,14 +9,13 @@ import psycopg2.extensions
 
 from gardien import pg
 from gardien.board.audit import ChainCache
+from gardien.board.month import month_bounds, month_view
 from gardien.board.queries import ReleaseRow, list_releases
 from gardien.board.render import render
 from gardien.board.settings import BoardSettings
 from gardien.board.views import (
     AirflowFacts,
     Viewer,
-    month_bounds,
-    month_view,
     release_page,
     review_available,
     review_page,
