@@ -99,6 +99,8 @@ def test_cab_reviews_approves_and_rolls_back_in_chromium(
     page.goto(stack.base_url + "/gardien/")
     page.get_by_label("Release id").fill(release_id)
     page.get_by_role("button", name="Filter").click()
+    assert page.locator("#releases tbody tr").count() == 1
+    page.screenshot(path=str(screenshots / "releases.png"))
     page.get_by_role("link", name=release_id).click()
     assert page.locator("#release-id").inner_text() == release_id
     assert (
