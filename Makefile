@@ -61,7 +61,7 @@ test: pg lint
 # Browser tier: Debian's Chromium driven by Playwright (no browser download: executable_path is the system
 # one). As root on Debian it installs what is missing; otherwise it says what to install.
 PLAYWRIGHT_VERSION := 1.65.2
-CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || true)
+CHROMIUM ?= $(or $(GARDIEN_CHROMIUM),$(shell command -v chromium || command -v chromium-browser || true))
 test-ui: pg
 	@if [ -z "$(CHROMIUM)" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
