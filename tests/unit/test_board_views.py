@@ -103,3 +103,21 @@ def test_board_package_does_not_import_airflow() -> None:
     code = "import sys, gardien.board.pages, gardien.board.views; print('airflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pending_seats_only_while_the_run_is_alive() -> None:
+    from gardien.board.views import AirflowFacts, SeatAnswer, _pending
+
+    waiting = SeatAnswer("approve_cab_1", "seat 3 (cab)", None, None, (), None)
+    answered = SeatAnswer(
+        "approve_pharmaciens",
+        "seat 1",
+        "pharma.chef",
+        dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        ("Approve",),
+        None,
+    )
+    assert _pending(AirflowFacts(run_state="running", answers=(waiting, answered))) == (waiting,)
+    assert (
+        _pending(AirflowFacts(run_state="failed", answers=(waiting, answered))) == ()
+    )  # timed out, not waiting

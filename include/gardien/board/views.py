@@ -98,6 +98,13 @@ class ReleasePage:
     summary_counts: Mapping[str, int] = field(default_factory=dict)
 
 
+def _pending(facts: AirflowFacts) -> tuple[SeatAnswer, ...]:
+    """Required Actions still waiting for an answer (none once the run is over: a timed-out seat is not)."""
+    if facts.run_state not in (None, "queued", "running"):
+        return ()
+    return tuple(a for a in facts.answers if not a.responded_by)
+
+
 def groups_of(settings: BoardSettings, user: str) -> tuple[str, ...]:
     if settings.policy is None:
         return ()
@@ -195,7 +202,6 @@ def release_page(
         sorted(report.validations, key=lambda v: (v.passed, -v.id))  # failures first, newest first
     )
     path = settings.path_of_dag(row.dag_id if row else None)
-    answered = {a.task_id for a in facts.answers if a.responded_by}
     return ReleasePage(
         report=report,
         row=row,
@@ -203,7 +209,7 @@ def release_page(
         run_href=run_href(row.dag_id, row.run_id) if row else None,
         run_state=facts.run_state,
         approvers=approver_lines(report, facts.answers, settings),
-        pending_seats=tuple(a for a in facts.answers if a.task_id not in answered),
+        pending_seats=_pending(facts),
         tables=board_tables(report, settings),
         validations=validations,
         rollback=rollback_actions(report),
@@ -245,7 +251,6 @@ def review_page(
     chosen = seat if seat in routed else next((g for g in routed if g in groups), None)
     mine = tuple(t for t in tables if chosen and chosen in t.routed_to)
     passed = [v for v in report.rehearsals if v.passed and v.changeset_id == report.changeset.id]
-    answered = {a.task_id for a in facts.answers if a.responded_by}
     return ReviewPage(
         report=report,
         seat=chosen,
@@ -253,6 +258,6 @@ def review_page(
         mine=mine,
         others=tuple(t for t in tables if t not in mine),
         validation=passed[-1] if passed else None,
-        pending_seats=tuple(a for a in facts.answers if a.task_id not in answered),
+        pending_seats=_pending(facts),
         run_href=run_href(row.dag_id, row.run_id) if row else None,
     )
