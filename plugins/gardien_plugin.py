@@ -8,14 +8,14 @@ from gardien.airflow import board_app
 from gardien.airflow import listener as release_listener
 
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
-from gardien.airflow.timetable import ReleaseWindowTimetable
+from gardien.airflow.timetable import ManualReleaseTimetable, ReleaseWindowTimetable
 
 
 class GardienPlugin(AirflowPlugin):
     """Everything Gardien adds to Airflow; each attribute is one kind of extension."""
 
     name = "gardien"
-    timetables = [ReleaseWindowTimetable]
+    timetables = [ReleaseWindowTimetable, ManualReleaseTimetable]  # both make release ids the run ids
     listeners = [release_listener]  # writes each release run's outcome into its note
     # The release board (server-rendered pages, every asset served by the app itself) behind Airflow's auth.
     fastapi_apps = [

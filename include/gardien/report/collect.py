@@ -15,6 +15,7 @@ from gardien.changeset import Changeset
 from gardien.errors import ChangesetError, LedgerError
 from gardien.report.artifacts import read_artifacts
 from gardien.report.build import ROW_LIMIT, build_report
+from gardien.report.hints import CatalogHints
 from gardien.report.html import render_html
 from gardien.report.model import ReleaseReport
 
@@ -29,6 +30,7 @@ def load_report(
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
+    hints: CatalogHints | None = None,
     chain: ledger.ChainReport | None = None,
 ) -> ReleaseReport:
     """Read everything about ``release_id`` in the caller's transaction (reads only) and build its report.
@@ -44,6 +46,7 @@ def load_report(
     chain = chain if chain is not None else ledger.verify_chain(conn)
     return build_report(
         history,
+        status_mismatches=ledger.status_mismatches(conn, release_id=release_id),
         changeset=changeset,
         changeset_problem=problem,
         chain=chain,
@@ -52,6 +55,7 @@ def load_report(
         path_name=path_name,
         stages=stages,
         row_limit=row_limit,
+        hints=hints,
     )
 
 
