@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from gardien.board.changes import set_difference, table_changes
+from gardien.board.changes import table_changes
 from gardien.board.month import month_view
 from gardien.board.views import rollback_cli
 from gardien.calendar import parse_calendar
+from gardien.report.hints import set_difference
 from gardien.report.model import FieldDiff, RowUpdate, RowValues, TableDiff
 
 LISTS = {("profil", "uf_autorisees"): ";"}

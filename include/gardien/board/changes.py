@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gardien.report.diffs import key_label
+from gardien.report.hints import set_difference
 from gardien.report.model import TableDiff
 
 
@@ -49,23 +50,13 @@ def text(value: Any) -> str:
     return str(value)
 
 
-def set_difference(before: Any, after: Any, separator: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Items added and removed between two separator-joined lists (order kept, blanks ignored)."""
-    old = [x.strip() for x in text(before).split(separator)] if before is not None else []
-    new = [x.strip() for x in text(after).split(separator)] if after is not None else []
-    old_set, new_set = {x for x in old if x}, {x for x in new if x}
-    added = tuple(dict.fromkeys(x for x in new if x and x not in old_set))
-    removed = tuple(dict.fromkeys(x for x in old if x and x not in new_set))
-    return added, removed
-
-
 def field_change(
     table: str, column: str, before: Any, after: Any, lists: Mapping[tuple[str, str], str]
 ) -> FieldChange:
     separator = lists.get((table, column))
-    if separator:
-        added, removed = set_difference(before, after, separator)
-        return FieldChange(column, text(before), text(after), added, removed, is_set=True)
+    diff = set_difference(before, after, separator) if separator else None
+    if diff is not None:
+        return FieldChange(column, text(before), text(after), diff[0], diff[1], is_set=True)
     return FieldChange(column, text(before), text(after))
 
 

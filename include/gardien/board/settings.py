@@ -11,6 +11,7 @@ from gardien.calendar import Calendar, parse_calendar
 from gardien.config import GardienConfig, ledger_dsn, load_config
 from gardien.policy import ApprovalPolicy, parse_policy
 from gardien.release.paths import ReleasePath, parse_release_paths
+from gardien.report.hints import CatalogHints
 
 ROLLBACK_DAG = "gardien_rollback"
 
@@ -40,25 +41,15 @@ class BoardSettings:
             else None
         )
         calendar = parse_calendar(cfg.calendar, source=source) if cfg.calendar else None
-        soft = {
-            t.name: f"{t.soft_delete.column} = {str(t.soft_delete.value).lower()}"
-            for t in cfg.catalog.tables
-            if t.soft_delete is not None
-        }
-        lists = {
-            (t.name, ref.column): ref.separator
-            for t in cfg.catalog.tables
-            for ref in t.logical_references
-            if getattr(ref, "separator", None)
-        }
+        hints = CatalogHints.from_catalog(cfg.catalog)  # the report's reading of the catalog
         return cls(
             ledger_dsn=ledger_dsn(cfg),
             paths=MappingProxyType(dict(paths)),
             environments=tuple(e for e, c in cfg.environments.items() if c.role != "source"),
             policy=policy,
             calendar=calendar,
-            soft_deletes=MappingProxyType(soft),
-            list_fields=MappingProxyType(lists),
+            soft_deletes=MappingProxyType(dict(hints.retired_by)),
+            list_fields=MappingProxyType(dict(hints.list_separators)),
         )
 
     @classmethod
