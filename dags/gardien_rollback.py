@@ -40,6 +40,12 @@ with DAG(
             type="boolean",
             description="Restore these rows even if a later release overwrote them (that release is named)",
         ),
+        "keep_later_edits": Param(
+            False,
+            type="boolean",
+            description="Keep production edits made since the release on fields it did not change (recorded "
+            "in the ledger); off: any later edit of a row it touched refuses the rollback, nothing written",
+        ),
     },
     tags=["gardien", "rollback"],
     doc_md=__doc__,

@@ -62,9 +62,34 @@ class DeploymentError(GardienError):
 
 
 class RollbackError(GardienError):
-    """A rollback was refused or could not be proven; the message says whether manual repair is needed."""
+    """A rollback was refused or could not be proven; the message says whether manual repair is needed.
+
+    ``changed`` False: nothing was changed on the target, it still holds the deployment (refused before
+    writing — a later edit, a later deployment, a lock, a lost connection before COMMIT — or written and
+    undone); None: not known (e.g. connection lost during COMMIT, outcome in doubt). ``proof_failed``: the
+    restoration was written and its proof failed (manual repair needed). ``later_edits``: the later edits of
+    production that refused it, one dict per field (table, key, field, after, now).
+    """
 
     exit_code = 10
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        changed: bool | None = None,
+        proof_failed: bool = False,
+        later_edits: tuple[dict, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.changed = changed
+        self.proof_failed = proof_failed
+        self.later_edits = later_edits
+
+    @property
+    def refused(self) -> bool:
+        """Refused with nothing written and no failed proof: the deployment is still in effect, no repair."""
+        return self.changed is False and not self.proof_failed
 
 
 class LedgerError(GardienError):

@@ -42,6 +42,13 @@ def connection_lost(conn: Any, exc: BaseException) -> bool:
     )
 
 
+def unchanged_error(error: type[E], message: str) -> E:
+    """``error(message)`` marked ``changed = False``: the target was not changed (gardien.errors.RollbackError)."""
+    exc = error(message)
+    exc.changed = False  # type: ignore[attr-defined]
+    return exc
+
+
 @contextmanager
 def translated(conn: Any, *, target: str, what: str, error: type[E], unchanged: str) -> Iterator[None]:
     """Turn a database failure before COMMIT into ``error`` naming the cause; ``unchanged`` says what the
@@ -51,26 +58,30 @@ def translated(conn: Any, *, target: str, what: str, error: type[E], unchanged: 
     except GardienError:
         raise
     except psycopg2.errors.LockNotAvailable as exc:
-        raise error(
+        raise unchanged_error(
+            error,
             f"{what} on {target}: a lock could not be obtained in time ({cause(exc)}): another session holds "
             f"rows or a table this {what} must change. The transaction was rolled back; {unchanged}. Retry when "
-            "that session has finished (pg_stat_activity names it), or raise the lock timeout."
+            "that session has finished (pg_stat_activity names it), or raise the lock timeout.",
         ) from None
     except psycopg2.errors.QueryCanceled as exc:
-        raise error(
+        raise unchanged_error(
+            error,
             f"{what} on {target}: a statement was cancelled ({cause(exc)}). The transaction was rolled back; "
-            f"{unchanged}. Raise the statement timeout or retry at a quieter time."
+            f"{unchanged}. Raise the statement timeout or retry at a quieter time.",
         ) from None
     except psycopg2.Error as exc:
         if connection_lost(conn, exc):
-            raise error(
+            raise unchanged_error(
+                error,
                 f"{what} on {target}: the connection to the target was lost before COMMIT ({cause(exc)}); "
                 f"PostgreSQL rolled the transaction back and released its locks: {unchanged}. Retry when the "
-                "target is reachable."
+                "target is reachable.",
             ) from None
-        raise error(
+        raise unchanged_error(
+            error,
             f"{what} on {target}: the target refused it ({cause(exc)}); the transaction was rolled back, "
-            f"{unchanged}."
+            f"{unchanged}.",
         ) from None
 
 
@@ -109,7 +120,9 @@ def commit(
     except psycopg2.Error as exc:
         lost, why = connection_lost(conn, exc), cause(exc)
     if not lost:  # the server answered: the commit failed and the transaction is rolled back
-        raise error(f"{what} on {target}: COMMIT failed ({why}); not committed, {unchanged}.")
+        raise unchanged_error(
+            error, f"{what} on {target}: COMMIT failed ({why}); not committed, {unchanged}."
+        )
     try:
         check = pg.connect(dsn, application_name="gardien (commit check)")
     except GardienError as exc:
@@ -130,9 +143,10 @@ def commit(
     finally:
         discard(check)
     if not done:
-        raise error(
+        raise unchanged_error(
+            error,
             f"{what} on {target}: the connection was lost during COMMIT ({why}); checked after reconnecting: "
-            f"not committed, {unchanged}. Retry when the target is reachable."
+            f"not committed, {unchanged}. Retry when the target is reachable.",
         )
     return (
         f"the connection was lost during COMMIT ({why}); checked after reconnecting: the target's journal "

@@ -41,6 +41,16 @@ class LaterEdit:
             return f"{self.table} {key_text(self.key)} {self.field}: after the deployment {self.after!r}, now {self.now!r}"
         return f"{self.table} {key_text(self.key)}: {self.after}, {self.now}"
 
+    def named(self) -> dict[str, Any]:
+        """The edit as recorded when it refuses a rollback (gardien.errors.RollbackError.later_edits)."""
+        return {
+            "table": self.table,
+            "key": list(self.key),
+            "field": self.field,
+            "after": self.after,
+            "now": self.now,
+        }
+
     def kept(self) -> dict[str, Any]:
         return {"table": self.table, "key": list(self.key), "field": self.field, "value": self.now}
 
@@ -128,13 +138,17 @@ def check(
         raise RollbackError(
             f"deployment {dep.name} on {target} cannot be rolled back: {len(edits)} later edit(s) of rows it "
             f"touched would be overwritten:\n  {_listed(edits)}\nNothing was changed. Reconcile these rows, or "
-            "pass --keep-later-edits to keep the later edits that do not overlap the deployment's own changes."
+            "pass --keep-later-edits to keep the later edits that do not overlap the deployment's own changes.",
+            changed=False,
+            later_edits=tuple(e.named() for e in edits),
         )
     if refused:
         raise RollbackError(
             f"deployment {dep.name} on {target} cannot be rolled back keeping the later edits: {len(refused)} "
             f"of them overlap the deployment's own changes (or delete or re-create a row it touched):\n  "
-            f"{_listed(refused)}\nNothing was changed. Reconcile these rows by hand or with a corrective changeset."
+            f"{_listed(refused)}\nNothing was changed. Reconcile these rows by hand or with a corrective changeset.",
+            changed=False,
+            later_edits=tuple(e.named() for e in refused),
         )
     return plans, [e for e in edits if e not in refused]
 

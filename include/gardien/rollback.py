@@ -80,7 +80,8 @@ def proof_method(
         f"deployment {dep.name} cannot be rolled back with a proof by this Gardien version: it (or a later "
         f"deployment still in effect: {names}) was journaled by a version whose fingerprints this one cannot "
         "recompute. Nothing was changed. Roll it back with the version that deployed it, or capture and apply "
-        "a changeset that restores the previous configuration."
+        "a changeset that restores the previous configuration.",
+        changed=False,
     )
 
 
@@ -123,7 +124,8 @@ def rollback_deployment(
             known = ", ".join(d.deployment_id for d in journal.history(cur)[-5:]) or "none"
             raise RollbackError(
                 f"target {target} has no deployment {deployment_id!r} (latest: {known}). "
-                "Check the id with `gardien apply --json` output or the release report."
+                "Check the id with `gardien apply --json` output or the release report.",
+                changed=False,
             )
         expected = ScopeFingerprint.from_dict(dep.fingerprint_before)
         if dep.rolled_back_at is not None:
@@ -147,7 +149,8 @@ def rollback_deployment(
             names = ", ".join(d.name for d in overlapping)
             raise RollbackError(
                 f"deployment {dep.name} cannot be rolled back: later deployment(s) {names} changed the same rows "
-                "and are still in effect. Roll those back first, or pass --force to restore these rows anyway."
+                "and are still in effect. Roll those back first, or pass --force to restore these rows anyway.",
+                changed=False,
             )
         method = proof_method(dep, later_active, overlapping)
         phase("later deployments")
@@ -195,8 +198,11 @@ def rollback_deployment(
             compared = expected
         phase(f"proof ({method})")
         if restored != compared:
+            # The caller undoes the transaction: nothing stays changed, but the scope differs unexplained.
             raise RollbackError(
-                _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=compared, target=target)
+                _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=compared, target=target),
+                changed=False,
+                proof_failed=True,
             )
         if kept:
             restore.reapply_kept(cur, plans=plans)

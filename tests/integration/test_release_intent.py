@@ -443,3 +443,93 @@ def test_manual_rollback_check_finds_a_deployment_killed_before_its_record_and_r
         scalar(env.owner_ledger, "SELECT count(*) FROM ledger.events WHERE kind = 'deployment.unrecorded'")
         == 0
     )
+
+
+EDITED_AT = "2001-02-03 04:05:06+00"
+
+
+def _edit_a_touched_row(dsn: str, target_deployment_id: str) -> tuple[str, str]:
+    """A production edit after the deployment: ``updated_at`` (a column Gardien ignores, so not one the deployment
+    changed) of a row the deployment updated. Returns (table, id)."""
+    from gardien import journal
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            dep = journal.find(cur, target_deployment_id)
+            assert dep is not None and dep.whole
+            table, row_id = next(
+                (t, img.after["id"])
+                for t, imgs in dep.before_images.items()
+                for img in imgs
+                if img.row is not None and img.after is not None and "updated_at" in img.after
+            )
+            cur.execute(f'UPDATE public."{table}" SET updated_at = %s WHERE id = %s', (EDITED_AT, row_id))
+        conn.commit()
+        return table, row_id
+    finally:
+        conn.close()
+
+
+def test_a_rollback_refused_by_a_later_edit_is_recorded_as_refused_still_deployed_then_kept_with_the_option(
+    env: Env,
+) -> None:
+    from gardien.errors import RollbackError
+    from gardien.release.manual_rollback import check_request, perform
+
+    svc = open_release(env)
+    stages.deploy(svc, RID, "preprod", ctx=CTX)
+    [journal_id] = journal_ids(env.dsns["preprod"])
+    table, row_id = _edit_a_touched_row(env.dsns["preprod"], journal_id)
+
+    with pytest.raises(RollbackError) as refused:
+        stages.rollback(svc, RID, "preprod", reason="automatic rollback after a failed stage", ctx=CTX)
+
+    assert refused.value.changed is False and refused.value.refused  # nothing written, by the engine's word
+    history = _history(env)
+    assert [d.status for d in history.deployments] == ["rollback_refused"]  # not "rollback_unproven"
+    assert history.rollbacks == ()  # no rollback happened: none recorded
+    [event] = [e for e in history.events if e.kind == "deployment.rollback_refused"]
+    assert event.payload["still_deployed"] is True and event.payload["keep_later_edits"] is False
+    assert {(e["table"], e["field"]) for e in event.payload["later_edits"]} == {(table, "updated_at")}
+    assert journal_ids(env.dsns["preprod"]) == [journal_id]
+    assert scalar(env.dsns["preprod"], "SELECT rolled_back_at FROM gardien.deployment") is None
+    conn = pg.connect(env.owner_ledger)
+    try:
+        assert ledger.status_mismatches(conn) == ()  # `gardien audit verify` derives the same status
+    finally:
+        conn.close()
+    outcome = close(svc, RID, ctx=CTX)
+    assert not outcome.ok and outcome.outcome == "rollback_refused"
+    assert "STILL IN EFFECT" in outcome.detail and "preprod" in outcome.detail
+    assert _history(env).release.status == "failed"
+
+    # the gardien_rollback DAG's tasks with keep_later_edits=true: the deployment is still there, so it is found
+    request = check_request(load_config(env.config_file), RID, "preprod", force=False, ctx=CTX)
+    result = perform(
+        svc,
+        request,
+        reason="manual rollback keeping later edits",
+        ctx=CTX,
+        force=False,
+        keep_later_edits=True,
+    )
+
+    assert result["status"] == "rolled_back" and result["proven"] is True
+    kept = scalar(
+        env.dsns["preprod"], f'SELECT updated_at::text FROM public."{table}" WHERE id = %s', (row_id,)
+    )
+    assert kept.startswith("2001-02-03")  # the later edit was set back after the proven restoration
+    history = _history(env)
+    assert [d.status for d in history.deployments] == ["rolled_back"]
+    intents = [e for e in history.events if e.kind == "rollback.started"]
+    assert [e.payload["keep_later_edits"] for e in intents] == [False, True]
+    [record] = [e for e in history.events if e.kind == "rollback.recorded"]
+    assert [(k["table"], k["field"]) for k in record.payload["fingerprints"]["kept_later_edits"]] == [
+        (table, "updated_at")
+    ]
+    conn = pg.connect(env.owner_ledger)
+    try:
+        assert ledger.status_mismatches(conn) == ()
+    finally:
+        conn.close()

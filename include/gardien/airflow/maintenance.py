@@ -74,6 +74,7 @@ def check_rollback_request() -> dict[str, Any]:
         environment=environment,
         requested_by=_requester(context),
         force=bool(p.get("force")),
+        keep_later_edits=bool(p.get("keep_later_edits")),
         overlapping=list(request.overlapping),
     )
     return {**request.to_dict(), "requested_by": _requester(context)}
@@ -120,6 +121,7 @@ def rollback_facts() -> Any:
         checked = context["ti"].xcom_pull(task_ids="check_request")
         p = _params(context)
         forced = f" — FORCED over {', '.join(checked['overlapping'])}" if checked.get("overlapping") else ""
+        forced += " — keeping later production edits" if p.get("keep_later_edits") else ""
         return ReleaseFacts(
             release=checked["release_id"],
             changeset_id=checked["changeset_id"],
@@ -164,22 +166,32 @@ def manual_rollback(checked: Mapping[str, Any]) -> dict[str, Any]:
     svc = ReleaseService.from_config_file(request.path_name, config_path())
     reason = f"manual rollback requested by {checked['requested_by']}: {p.get('reason')}"
     try:
-        result = perform(svc, request, reason=reason, ctx=step_context(context), force=bool(p.get("force")))
+        result = perform(
+            svc,
+            request,
+            reason=reason,
+            ctx=step_context(context),
+            force=bool(p.get("force")),
+            keep_later_edits=bool(p.get("keep_later_edits")),
+        )
     except RollbackError as exc:
+        label = (
+            "REFUSED (nothing written, the deployment is still in effect)"
+            if exc.refused
+            else "MANUAL REPAIR NEEDED"
+        )
         context["ti"].xcom_push(key="failure", value=str(exc))
-        unproven = "manual repair" in str(exc).lower()
-        if unproven:
-            notices.notify(
-                svc,
-                "rollback",
-                release_id=request.release_id,
-                environment=request.environment,
-                proven=False,
-                reason=str(exc),
-            )
-        raise AirflowFailException(
-            f"{'MANUAL REPAIR NEEDED: ' if unproven else 'rollback refused: '}{exc}"
-        ) from exc
+        context["ti"].xcom_push(key="failure_label", value=label)
+        notices.notify(
+            svc,
+            "rollback",
+            release_id=request.release_id,
+            environment=request.environment,
+            proven=False,
+            refused=exc.refused,
+            reason=str(exc),
+        )
+        raise AirflowFailException(f"{label}: {exc}") from exc
     notices.notify(
         svc,
         "rollback",
@@ -223,7 +235,7 @@ def close_rollback(seat_task_ids: list[str]) -> str:
             seat=rejection.get("seat"),
         )
     elif failure := ti.xcom_pull(task_ids="rollback", key="failure"):
-        label = "MANUAL REPAIR NEEDED" if "manual repair" in failure.lower() else "REFUSED"
+        label = ti.xcom_pull(task_ids="rollback", key="failure_label") or "FAILED"
         outcome = f"{label} — {failure}"
     else:
         outcome = "FAILED — see the task logs"

@@ -352,6 +352,7 @@ def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
         raise AirflowSkipException(f"release {release_id}: no target failed; nothing to roll back")
     results: dict[str, Any] = {}
     unproven: list[str] = []
+    refused: list[str] = []  # nothing written: the deployment is still in effect there
     for env in targets:
         reason = f"automatic rollback after a failed stage of release {release_id}"
         try:
@@ -360,14 +361,25 @@ def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
                 svc, "rollback", release_id=release_id, environment=env, proven=True, reason=reason
             )
         except RollbackError as exc:
-            unproven.append(env)
-            results[env] = {"status": "unproven", "error": str(exc)}
+            (refused if exc.refused else unproven).append(env)
+            results[env] = {"status": "refused" if exc.refused else "unproven", "error": str(exc)}
             notices.notify(
-                svc, "rollback", release_id=release_id, environment=env, proven=False, reason=str(exc)
+                svc,
+                "rollback",
+                release_id=release_id,
+                environment=env,
+                proven=False,
+                refused=exc.refused,
+                reason=str(exc),
             )
-    if unproven:
+    if unproven or refused:
         raise AirflowFailException(
-            f"rollback could not be proven on {', '.join(unproven)}: MANUAL REPAIR NEEDED"
+            "; ".join(
+                [f"rollback could not be proven on {', '.join(unproven)}: MANUAL REPAIR NEEDED"]
+                * bool(unproven)
+                + [f"rollback refused on {', '.join(refused)}, nothing written: STILL DEPLOYED"]
+                * bool(refused)
+            )
         )
     return {"rolled_back": list(results), "results": results}
 

@@ -19,6 +19,7 @@ from gardien.ledger.deployments import (
     get_deployment,
     record_deployment,
     record_rollback,
+    record_rollback_refused,
     set_deployment_status,
 )
 from gardien.ledger.history import ReleaseHistory, release_history
@@ -88,6 +89,7 @@ __all__ = [
     "record_crosswalk",
     "record_deployment",
     "record_rollback",
+    "record_rollback_refused",
     "record_validation",
     "release_history",
     "require_schema",

@@ -19,6 +19,7 @@ _DEPLOYMENT_STATUS_SQL = """
     CASE e.kind
         WHEN 'deployment.recorded' THEN e.payload ->> 'status'
         WHEN 'deployment.status_changed' THEN e.payload ->> 'to'
+        WHEN 'deployment.rollback_refused' THEN 'rollback_refused'
         ELSE CASE WHEN (e.payload ->> 'proven')::boolean THEN 'rolled_back' ELSE 'rollback_unproven' END
     END
 """
@@ -98,7 +99,7 @@ def status_mismatches(
               LEFT JOIN LATERAL (SELECT {_DEPLOYMENT_STATUS_SQL} AS derived FROM ledger.events e
                                   WHERE e.release_id = d.release_id
                                     AND e.kind IN ('deployment.recorded', 'deployment.status_changed',
-                                                   'rollback.recorded')
+                                                   'rollback.recorded', 'deployment.rollback_refused')
                                     AND e.payload ->> 'deployment_id' = d.id::text
                                   ORDER BY e.seq DESC LIMIT 1) x ON true
               LEFT JOIN LATERAL (SELECT e.seq FROM ledger.events e

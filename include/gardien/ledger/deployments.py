@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,15 @@ from gardien.ledger.releases import get_changeset, get_release
 from gardien.ledger.store import append_event, check_actor_and_time, database_errors, lock_ledger
 from gardien.redact import redact_text
 
-DEPLOYMENT_STATUSES = ("applying", "applied", "verified", "failed", "rolled_back", "rollback_unproven")
+DEPLOYMENT_STATUSES = (
+    "applying",
+    "applied",
+    "verified",
+    "failed",
+    "rolled_back",
+    "rollback_unproven",
+    "rollback_refused",  # a rollback refused with nothing written: the deployment is still in effect
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +211,43 @@ def record_rollback(
         airflow=airflow,
     )
     return RollbackRecord(record_id, deployment_id, bool(proven), fingerprints, reason, actor, at)
+
+
+def record_rollback_refused(
+    conn: psycopg2.extensions.connection,
+    *,
+    deployment_id: int,
+    reason: str,
+    later_edits: Sequence[Mapping[str, Any]],
+    keep_later_edits: bool,
+    actor: str,
+    at: datetime,
+    airflow: AirflowIds | None = None,
+) -> None:
+    """Record that a rollback of ``deployment_id`` was refused before anything was written: the deployment
+    is still in effect (``rollback_refused``, the ledger's trigger), no manual repair is implied. The later
+    production edits that refused it, field by field, are in the event."""
+    if not reason:
+        raise LedgerError(f"refused rollback of deployment {deployment_id} needs a reason.")
+    check_actor_and_time(actor, at)
+    deployment = get_deployment(conn, deployment_id, for_update=True)
+    append_event(
+        conn,
+        kind="deployment.rollback_refused",
+        actor=actor,
+        at=at,
+        release_id=deployment.release_id,
+        subject=deployment.changeset_id,
+        payload={
+            "deployment_id": deployment_id,
+            "environment": deployment.environment,
+            "still_deployed": True,
+            "keep_later_edits": bool(keep_later_edits),
+            "later_edits": [dict(e) for e in later_edits],
+        },
+        reason=redact_text(reason),
+        airflow=airflow,
+    )
 
 
 def _check_status(status: str) -> None:

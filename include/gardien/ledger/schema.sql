@@ -207,7 +207,7 @@ DECLARE
     p jsonb := NEW.payload_text::jsonb;
 BEGIN
     IF NEW.kind NOT IN ('release.status_changed', 'changeset.attached', 'deployment.status_changed',
-                        'rollback.recorded') THEN
+                        'rollback.recorded', 'deployment.rollback_refused') THEN
         RETURN NULL;
     END IF;
     PERFORM set_config('gardien.applying_event', NEW.seq::text, true);
@@ -217,6 +217,9 @@ BEGIN
         UPDATE ledger.releases SET changeset_id = NEW.subject WHERE id = NEW.release_id;
     ELSIF NEW.kind = 'deployment.status_changed' THEN
         UPDATE ledger.deployments SET status = p ->> 'to' WHERE id = (p ->> 'deployment_id')::bigint;
+    ELSIF NEW.kind = 'deployment.rollback_refused' THEN
+        -- refused with nothing written: the deployment is still in effect
+        UPDATE ledger.deployments SET status = 'rollback_refused' WHERE id = (p ->> 'deployment_id')::bigint;
     ELSE
         UPDATE ledger.deployments
            SET status = CASE WHEN (p ->> 'proven')::boolean THEN 'rolled_back' ELSE 'rollback_unproven' END

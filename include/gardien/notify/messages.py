@@ -219,9 +219,21 @@ def rollback(
     reason: str,
     restoration_proven: bool,
     detail: str | None = None,
+    refused: bool = False,
 ) -> SlackMessage:
-    """A stage was rolled back; an unproven restoration is announced as a manual repair, loudly."""
-    if restoration_proven:
+    """A stage was rolled back; an unproven restoration is announced as a manual repair, loudly; a rollback
+    refused before anything was written (``refused``) as what it is: the deployment is still in effect."""
+    if refused:
+        title = ":warning: Rollback refused: deployment still in effect"
+        text = (
+            f"Release {release_id} rollback on {environment} was REFUSED, nothing written: the deployment is "
+            f"still in effect. Why: {one_line(reason)}"
+        )
+        verdict = (
+            f":warning: *Rollback refused* — nothing was written on *{escape(environment)}*: the deployment is "
+            "*still in effect*. Reconcile the named rows (or roll back keeping later edits), then retry."
+        )
+    elif restoration_proven:
         title = ":leftwards_arrow_with_hook: Rolled back (restoration proven)"
         text = (
             f"Release {release_id} rolled back on {environment}; restoration proven. Why: {one_line(reason)}"

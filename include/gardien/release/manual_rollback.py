@@ -154,9 +154,16 @@ def check_request(
 
 
 def perform(
-    svc: ReleaseService, request: RollbackRequest, *, reason: str, ctx: StepContext, force: bool
+    svc: ReleaseService,
+    request: RollbackRequest,
+    *,
+    reason: str,
+    ctx: StepContext,
+    force: bool,
+    keep_later_edits: bool = False,
 ) -> dict[str, Any]:
-    """Roll back with the engine's proof and record it (gardien.release.stages.rollback).
+    """Roll back with the engine's proof and record it (gardien.release.stages.rollback); ``keep_later_edits``
+    keeps later production edits that do not overlap the deployment's own changes (recorded in the ledger).
 
     The overwrite check runs again just before: a release deployed while approvals were pending must
     refuse the rollback (naming it) without recording an unproven rollback. Raises RollbackError.
@@ -167,10 +174,17 @@ def perform(
             raise RollbackError(
                 f"release {request.release_id} cannot be rolled back on {request.environment}: later "
                 f"deployment(s) {', '.join(overlapping)} overwrote the same rows meanwhile and are still in "
-                "effect. Roll those back first, or trigger again with force=true."
+                "effect. Roll those back first, or trigger again with force=true.",
+                changed=False,
             )
     result = stages.rollback(
-        svc, request.release_id, request.environment, reason=reason, ctx=ctx, force=force
+        svc,
+        request.release_id,
+        request.environment,
+        reason=reason,
+        ctx=ctx,
+        force=force,
+        keep_later_edits=keep_later_edits,
     )
     if not stages.deployed_environments(svc, request.release_id):
         svc.set_status(request.release_id, "rolled_back", ctx=ctx, reason=reason)

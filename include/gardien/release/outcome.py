@@ -15,7 +15,7 @@ SUCCESS_OUTCOMES = frozenset({"released", "empty"})
 @dataclass(frozen=True, slots=True)
 class Outcome:
     release_id: str
-    outcome: str  # released | empty | rejected | validation_failed | missed_window | conflict | rolled_back | manual_repair_needed | failed
+    outcome: str  # released | empty | rejected | validation_failed | missed_window | conflict | rolled_back | manual_repair_needed | rollback_refused | failed
     detail: str
     changeset_id: str | None
 
@@ -54,6 +54,14 @@ def derive_outcome(
         envs = ", ".join(e for e, d in latest.items() if d.status == "rollback_unproven")
         return make("manual_repair_needed", f"rollback could not be proven on {envs}: MANUAL REPAIR NEEDED")
     rolled = [e for e, d in latest.items() if d.status == "rolled_back"]
+    refused = [e for e, d in latest.items() if d.status == "rollback_refused"]
+    if refused:  # never green: the rollback asked for did not happen, the deployment is still there
+        extra = f"; rolled back with proof on {', '.join(rolled)}" if rolled else ""
+        return make(
+            "rollback_refused",
+            f"rollback refused on {', '.join(refused)} before anything was written: the deployment is STILL IN "
+            f"EFFECT there (reason and any later production edits in the ledger){extra}",
+        )
     conflicts = [e.subject for e in history.events if e.kind == "deployment.conflict"]
     if conflicts:
         extra = f"; rolled back with proof on {', '.join(rolled)}" if rolled else ""

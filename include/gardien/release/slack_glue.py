@@ -90,6 +90,7 @@ def build(svc: Any, kind: str, data: Mapping[str, Any]) -> Any:
             environment=data["environment"],
             reason=str(data.get("reason")),
             restoration_proven=bool(data.get("proven")),
+            refused=bool(data.get("refused")),
         )
     if kind == "release_closed":
         outcome = data.get("outcome") or {}

@@ -11,6 +11,9 @@ from gardien.release.paths import ReleasePath
 from gardien.release.reconcile import APPLY_INTENT, ROLLBACK_INTENT, apply_recorded, reconcile_environment
 from gardien.release.service import ReleaseService, StepContext
 
+# Deployment statuses whose changes are in effect on the target (a refused rollback wrote nothing).
+STILL_DEPLOYED = ("applied", "verified", "rollback_refused")
+
 
 def _last_deployment(conn: Any, release_id: str, environment: str) -> ledger.DeploymentRecord | None:
     history = ledger.release_history(conn, release_id)
@@ -188,11 +191,16 @@ def rollback(
     reason: str,
     ctx: StepContext,
     force: bool = False,
+    keep_later_edits: bool = False,
 ) -> dict[str, Any]:
     """Roll back this release's deployment on ``environment`` and record the proof.
 
     Nothing deployed (e.g. a conflict aborted the apply) → ``{"status": "nothing_to_roll_back"}``.
-    Raises RollbackError when the restoration cannot be proven ("manual repair needed").
+    ``keep_later_edits`` keeps later production edits that do not overlap the deployment's own changes
+    (gardien.rollback); the choice is in the recorded intent, what was kept in the rollback's record.
+    Raises RollbackError: refused with nothing written (a later edit, a later deployment, a lost connection
+    before COMMIT...) → ``rollback_refused``, the deployment still in effect; a failed proof or an outcome in
+    doubt → ``rollback_unproven`` ("manual repair needed").
     """
     from gardien.rollback import rollback as engine_rollback
 
@@ -215,6 +223,7 @@ def rollback(
             "ledger_deployment_id": dep.id,
             "entry_point": "release",
             "force": force,
+            "keep_later_edits": keep_later_edits,
         },
         reason=reason,
     )
@@ -226,8 +235,22 @@ def rollback(
             target=environment,
             rolled_back_at=ctx.now,
             force=force,
+            keep_later_edits=keep_later_edits,
         )
     except RollbackError as exc:
+        if exc.refused:  # nothing written: the deployment is still in effect, no repair implied
+            with svc.ledger() as conn:
+                ledger.record_rollback_refused(
+                    conn,
+                    deployment_id=dep.id,
+                    reason=f"{reason} — {str(exc)[:1500]}",
+                    later_edits=exc.later_edits,
+                    keep_later_edits=keep_later_edits,
+                    actor=ctx.actor,
+                    at=ctx.now,
+                    airflow=ctx.airflow,
+                )
+            raise
         with svc.ledger() as conn:
             ledger.record_rollback(
                 conn,
@@ -260,6 +283,7 @@ def rollback(
                 fingerprints={
                     "expected": result.fingerprint_expected,
                     "restored": result.fingerprint_restored,
+                    "kept_later_edits": list(result.kept_later_edits),
                 },
                 reason=reason,
                 actor=ctx.actor,
@@ -306,7 +330,7 @@ def rollback_plan(path: ReleasePath, history: ledger.ReleaseHistory) -> list[str
     if not failed:
         return []
     stage_index = min(i for i, s in enumerate(path.stages) if failed & set(s.targets))
-    deployed = {env for env, d in latest.items() if d.status in ("applied", "verified")}
+    deployed = {env for env, d in latest.items() if d.status in STILL_DEPLOYED}
     chosen: set[str] = set()
     stage = path.stages[stage_index]
     if path.multi_target_policy == "whole_stage":
@@ -334,4 +358,4 @@ def deployed_in(history: ledger.ReleaseHistory) -> list[str]:
     latest: dict[str, ledger.DeploymentRecord] = {}
     for d in history.deployments:
         latest[d.environment] = d
-    return [env for env, d in latest.items() if d.status in ("applied", "verified")]
+    return [env for env, d in latest.items() if d.status in STILL_DEPLOYED]
