@@ -219,6 +219,8 @@ def test_rollback_dag_shape_approvals_before_rollback_params_enforced(dagbag: An
     assert dag.get_task("approval_seat_1").__class__.__name__ == "GardienApprovalOperator"
     assert dag.params.get_param("reason").schema["minLength"] == 10
     assert dag.params.get_param("force").value is False
+    keep = dag.params.get_param("keep_later_edits")
+    assert keep.value is False and keep.schema["type"] == "boolean"
     assert all(t.on_failure_callback for t in dag.tasks)
 
 

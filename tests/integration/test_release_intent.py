@@ -476,6 +476,7 @@ def test_a_rollback_refused_by_a_later_edit_is_recorded_as_refused_still_deploye
 ) -> None:
     from gardien.errors import RollbackError
     from gardien.release.manual_rollback import check_request, perform
+    from gardien.report import load_report
 
     svc = open_release(env)
     stages.deploy(svc, RID, "preprod", ctx=CTX)
@@ -501,6 +502,16 @@ def test_a_rollback_refused_by_a_later_edit_is_recorded_as_refused_still_deploye
         conn.close()
     outcome = close(svc, RID, ctx=CTX)
     assert not outcome.ok and outcome.outcome == "rollback_refused"
+    conn = pg.connect(env.owner_ledger)
+    try:
+        alerts = [
+            a.text
+            for a in load_report(conn, RID, generated_at=NOW, artifacts_dir=None, link_from=Path(".")).alerts
+        ]
+    finally:
+        conn.close()
+    assert any(a.startswith("ROLLBACK REFUSED on preprod") and "STILL IN EFFECT" in a for a in alerts), alerts
+    assert not any("MANUAL REPAIR" in a for a in alerts), alerts
     assert "STILL IN EFFECT" in outcome.detail and "preprod" in outcome.detail
     assert _history(env).release.status == "failed"
 

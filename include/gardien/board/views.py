@@ -14,8 +14,9 @@ from gardien.board.queries import ReleaseRow
 from gardien.board.settings import ROLLBACK_DAG, BoardSettings
 from gardien.report.model import ReleaseReport, ValidationRun
 
-# Deployments in these states changed a target and have not been undone: the rollback action applies.
-ROLLBACKABLE = frozenset({"applied", "verified"})
+# Deployments in these states changed a target and have not been undone (a refused rollback wrote nothing):
+# the rollback action applies.
+ROLLBACKABLE = frozenset({"applied", "verified", "rollback_refused"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,7 +274,7 @@ def rollback_cmd(
                 keep_later_edits=keep_later_edits,
             )
     except RollbackError as exc:
-        if recorded and "manual repair" in str(exc):
+        if recorded and exc.proof_failed:  # a refusal (nothing written) is no unproven rollback
             manual.record_rollback(
                 cfg,
                 env=env,

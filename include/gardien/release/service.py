@@ -224,7 +224,7 @@ class ReleaseService:
 
 
 def is_rollback_unproven(exc: BaseException) -> bool:
-    return isinstance(exc, RollbackError) and "manual repair" in str(exc)
+    return isinstance(exc, RollbackError) and exc.proof_failed
 
 
 __all__ = ["ReleaseService", "StepContext", "ValidationFailedError", "is_rollback_unproven", "state_dir"]

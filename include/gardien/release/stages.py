@@ -304,7 +304,9 @@ def rollback(
     if not result.proven:
         raise RollbackError(
             f"rollback of {environment} for release {release_id} could not be proven: manual repair needed "
-            f"(expected fingerprint {result.fingerprint_expected[:12]}, got {result.fingerprint_restored[:12]})."
+            f"(expected fingerprint {result.fingerprint_expected[:12]}, got {result.fingerprint_restored[:12]}).",
+            changed=True,
+            proof_failed=True,
         )
     return out
 

@@ -103,11 +103,12 @@ def deployment_line(
             at=ts(e.at) or "",
             actor=e.actor,
             before=text_or_none(payload_of(e).get("from")),
-            after=str(payload_of(e).get("to")),
+            after=str(payload_of(e).get("to", "rollback_refused")),
             reason=e.reason,
         )
         for e in events
-        if e.kind == "deployment.status_changed" and payload_of(e).get("deployment_id") == d.id
+        if e.kind in ("deployment.status_changed", "deployment.rollback_refused")
+        and payload_of(e).get("deployment_id") == d.id
     )
     return DeploymentLine(
         id=d.id,

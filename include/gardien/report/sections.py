@@ -8,7 +8,7 @@ DANGER, WARNING = "danger", "warning"
 
 
 def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
-    """Broken audit chain, unreadable changeset, unproven rollback, rejection, failed validation or
+    """Broken audit chain, unreadable changeset, unproven or refused rollback, rejection, failed validation or
     verification, refused deployment, void approvals, drift, and an outcome that is not the intended one."""
     alerts: list[Alert] = []
     if not report.chain.ok:
@@ -31,6 +31,18 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
                     DANGER,
                     f"ROLLBACK NOT PROVEN on {r.environment or f'deployment {r.deployment_id}'} — "
                     f"MANUAL REPAIR NEEDED. {r.reason}",
+                )
+            )
+    for d in report.deployments:
+        if (
+            d.status == "rollback_refused"
+        ):  # nothing written: no repair, but the rollback asked for did not happen
+            why = next((h.reason for h in reversed(d.history) if h.after == "rollback_refused"), None)
+            alerts.append(
+                Alert(
+                    DANGER,
+                    f"ROLLBACK REFUSED on {d.environment} — nothing was written: the deployment is STILL IN "
+                    f"EFFECT. {why or ''}".rstrip(),
                 )
             )
     for j in report.rejections:
