@@ -325,3 +325,16 @@ def test_slack_message_payload_round_trip_is_identity() -> None:
 def test_notify_import_does_not_import_airflow() -> None:
     code = "import sys, gardien.notify; sys.exit(1 if 'airflow' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_refused_rollback_says_still_deployed_not_manual_repair() -> None:
+    msg = messages.rollback(
+        release_id="R-7",
+        environment="prod",
+        reason="1 later edit would be overwritten",
+        restoration_proven=False,
+        refused=True,
+    )
+    assert messages.MANUAL_REPAIR not in msg.text
+    assert "REFUSED" in msg.text and "still in effect" in msg.text
+    assert "refused" in msg.blocks[0]["text"]["text"].lower()

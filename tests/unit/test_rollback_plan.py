@@ -136,3 +136,14 @@ def test_rollback_plan_policies(rollback, policy, deployments, refused, expected
 def test_rollback_plan_bake_failure_counts_as_a_failed_verified_target(rollback, policy, expected) -> None:
     history = _history(ALL_OK, ("p2",), kind="bake.failed")  # verified, then a bake probe failed on p2
     assert rollback_plan(_path(rollback, policy), history) == expected
+
+
+def test_a_refused_rollback_leaves_the_deployment_counted_deployed_and_the_release_failed() -> None:
+    from gardien.release.outcome import derive_outcome
+    from gardien.release.stages import deployed_in
+
+    history = _history({"preprod": "verified", "p1": "rollback_refused"}, ("p1",), kind="bake.failed")
+    assert deployed_in(history) == ["preprod", "p1"]  # nothing was written: still in effect
+    outcome = derive_outcome(history, final_targets=("p1", "p2", "p3"), hint=None)
+    assert outcome.outcome == "rollback_refused" and not outcome.ok
+    assert "p1" in outcome.detail and "STILL IN EFFECT" in outcome.detail
