@@ -35,7 +35,14 @@ from gardien.errors import GardienError  # noqa: E402
 
 PROJECT = "gardien-check"
 STATE = ROOT / ".gardien" / "compose"
-SERVICES = ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+SERVICES = (
+    "postgres",
+    "redis",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
 SECRETS = (
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
@@ -75,7 +82,9 @@ def settings(images: dict[str, str], limits: compose_images.Limits) -> dict[str,
     passwords = {user: secrets.token_urlsafe(12) for user in airflow_local.DEMO_USERS}
     pw_file = STATE / "passwords.json"
     pw_file.write_text(json.dumps(passwords))
-    pw_file.chmod(0o644)  # read by uid 50000 in the containers; a throw-away file of this check only
+    pw_file.chmod(0o600)
+    if os.geteuid() == 0:  # Airflow's simple auth manager opens it for appending, as uid 50000
+        os.chown(pw_file, 50000, 0)
     config_dir = STATE / "config"
     config_dir.mkdir(exist_ok=True)
     demo_config(ROOT, datetime.now(UTC), path=config_dir / "gardien.yaml").chmod(0o644)
@@ -115,7 +124,9 @@ class Stack:
         return res
 
     def containers(self, service: str) -> list[str]:
-        res = compose_images.podman("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{PROJECT}_{service}_")
+        res = compose_images.podman(
+            "ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{PROJECT}_{service}_"
+        )
         return sorted(res.stdout.split())
 
     def one(self, service: str) -> str:
@@ -127,7 +138,9 @@ class Stack:
     def exec(self, service: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
         res = compose_images.podman("exec", self.one(service), *cmd, check=False, timeout=900)
         if check and res.returncode != 0:
-            raise CheckFailed(f"{service}: {' '.join(cmd)} exited {res.returncode}:\n{(res.stdout + res.stderr)[-2500:]}")
+            raise CheckFailed(
+                f"{service}: {' '.join(cmd)} exited {res.returncode}:\n{(res.stdout + res.stderr)[-2500:]}"
+            )
         return res
 
     def wait_healthy(self, names: list[str], *, timeout: float = 900) -> None:
@@ -136,11 +149,24 @@ class Stack:
         deadline = time.monotonic() + timeout
         while pending:
             for name in list(pending):
-                if compose_images.podman("healthcheck", "run", name, check=False, timeout=120).returncode == 0:
+                if (
+                    compose_images.podman("healthcheck", "run", name, check=False, timeout=120).returncode
+                    == 0
+                ):
                     say(f"  {name:<44} healthy after {time.monotonic() - STARTED:5.0f} s")
                     del pending[name]
+                    continue
+                restarts = compose_images.podman(
+                    "inspect", "--format", "{{.RestartCount}}", name, check=False
+                )
+                if restarts.stdout.strip() not in ("", "0", "1", "2"):
+                    logs = compose_images.podman("logs", "--tail", "25", name, check=False)
+                    raise CheckFailed(f"{name} keeps restarting:\n{(logs.stdout + logs.stderr)[-2500:]}")
             if pending and time.monotonic() > deadline:
-                logs = {n: compose_images.podman("logs", "--tail", "30", n, check=False).stderr[-1500:] for n in pending}
+                logs = {
+                    n: compose_images.podman("logs", "--tail", "30", n, check=False).stderr[-1500:]
+                    for n in pending
+                }
                 raise CheckFailed(f"not healthy within {timeout:.0f} s: {', '.join(pending)}\n{logs}")
             if pending:
                 time.sleep(5)
@@ -153,7 +179,9 @@ class Stack:
         code = compose_images.podman("wait", init, timeout=900).stdout.strip()
         say(f"  airflow-init exited {code}")
         if code != "0":
-            raise CheckFailed(f"airflow-init failed:\n{compose_images.podman('logs', init, check=False).stderr[-3000:]}")
+            raise CheckFailed(
+                f"airflow-init failed:\n{compose_images.podman('logs', init, check=False).stderr[-3000:]}"
+            )
         self.compose("up", "-d")
         names = [self.one(s) for s in SERVICES] + self.containers("airflow-worker")
         self.wait_healthy(names)
@@ -166,7 +194,9 @@ def gardien_json(stack: Stack, *args: str) -> Any:
 def check_release(stack: Stack, state: dict[str, Any], api: Any) -> dict[str, Any]:
     """The run's outcome as recorded in the artifacts, the ledger and the run note; they must agree."""
     run_id = state["dag_run_id"]
-    listing = stack.exec("airflow-apiserver", "sh", "-c", "ls -t /opt/gardien/state/releases/*/outcome.json").stdout
+    listing = stack.exec(
+        "airflow-apiserver", "sh", "-c", "ls -t /opt/gardien/state/releases/*/outcome.json"
+    ).stdout
     outcome = json.loads(stack.exec("airflow-apiserver", "cat", listing.split()[0]).stdout)
     release_id = outcome["release_id"]
     events = gardien_json(stack, "audit", "log", "--release", release_id)
@@ -193,7 +223,9 @@ def plant_changes(stack: Stack) -> None:
         "INSERT INTO parametre_global (cle, valeur, description) VALUES "
         "('COMPOSE_CHECK_FLAG', 'on', 'added by make compose-check');"
     )
-    stack.exec("postgres", "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "gardien_qualif", "-c", sql)
+    stack.exec(
+        "postgres", "psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "gardien_qualif", "-c", sql
+    )
 
 
 def pending(stack: Stack, target: str) -> str:
@@ -215,11 +247,20 @@ class WorkerKiller:
         for ti in tis:
             if ti.get("state") == "running" and "deploy_" in ti["task_id"] and ti.get("hostname"):
                 for name in self.stack.containers("airflow-worker"):
-                    host = compose_images.podman("inspect", "--format", "{{.Config.Hostname}}", name).stdout.strip()
+                    host = compose_images.podman(
+                        "inspect", "--format", "{{.Config.Hostname}}", name
+                    ).stdout.strip()
                     if host and ti["hostname"].startswith(host):
                         compose_images.podman("kill", "--signal", "KILL", name)
-                        self.killed = {"task": ti["task_id"], "try": ti.get("try_number"), "container": name, "host": host}
-                        say(f"  killed {name} (kill -9) while it ran {ti['task_id']} try {ti.get('try_number')}")
+                        self.killed = {
+                            "task": ti["task_id"],
+                            "try": ti.get("try_number"),
+                            "container": name,
+                            "host": host,
+                        }
+                        say(
+                            f"  killed {name} (kill -9) while it ran {ti['task_id']} try {ti.get('try_number')}"
+                        )
                         return
 
 
@@ -234,11 +275,15 @@ def run(keep: bool) -> tuple[str, str]:
     admin = api_for("admin")
     stack.compose("down", "-v", check=False)
     try:
-        step("Stack: postgres, redis → airflow-init → api-server, scheduler, dag-processor, triggerer, 2 workers")
+        step(
+            "Stack: postgres, redis → airflow-init → api-server, scheduler, dag-processor, triggerer, 2 workers"
+        )
         stack.up_all()
         step("Demo environments (qualif, preprod, prod) as the deployer role")
         stack.exec("airflow-apiserver", "gardien", "demo", "build", "--prefix", "gardien_")
-        state = follow_run(api_for, admin, trigger_release(api_for, reason="compose-check: première mise en production"))
+        state = follow_run(
+            api_for, admin, trigger_release(api_for, reason="compose-check: première mise en production")
+        )
         step("Release 1: outcome in the artifacts, the ledger and the run note")
         first = check_release(stack, state, admin)
         if state["state"] != "success" or first["outcome"].lower() != "released":
@@ -246,7 +291,9 @@ def run(keep: bool) -> tuple[str, str]:
         step("Restart: containers removed and recreated, volumes kept")
         stack.compose("down")
         stack.up_all()
-        report = stack.exec("airflow-apiserver", "ls", f"/opt/gardien/state/releases/{first['release_id']}").stdout.split()
+        report = stack.exec(
+            "airflow-apiserver", "ls", f"/opt/gardien/state/releases/{first['release_id']}"
+        ).stdout.split()
         say(f"  release 1 artifacts after the restart: {', '.join(report)}")
         if "report.html" not in report:
             raise CheckFailed("release 1's report.html is gone after the restart")
@@ -259,7 +306,10 @@ def run(keep: bool) -> tuple[str, str]:
         before = {t: pending(stack, t) for t in ("preprod", "prod")}
         killer = WorkerKiller(stack)
         state = follow_run(
-            api_for, admin, trigger_release(api_for, reason="compose-check: seconde mise en production"), on_poll=killer
+            api_for,
+            admin,
+            trigger_release(api_for, reason="compose-check: seconde mise en production"),
+            on_poll=killer,
         )
         second = check_release(stack, state, admin)
         after = {t: pending(stack, t) for t in ("preprod", "prod")}
@@ -277,11 +327,16 @@ def pending_empty(stack: Stack) -> str:
     return json.dumps(gardien_json(stack, "diff", "qualif", "qualif").get("changes", []), sort_keys=True)
 
 
-def judge(outcome: dict, before: dict, after: dict, empty: str, killed: dict | None, api: Any, run_id: str) -> str:
+def judge(
+    outcome: dict, before: dict, after: dict, empty: str, killed: dict | None, api: Any, run_id: str
+) -> str:
     """Released: every target now equals qualif. Not released: every target exactly as before. Else: fail."""
     if killed is None:
         raise CheckFailed("no deployment task was seen running: no worker was killed")
-    tries = {ti["task_id"]: (ti.get("try_number"), ti.get("hostname"), ti.get("state")) for ti in api.task_instances(DAG_ID, run_id)}
+    tries = {
+        ti["task_id"]: (ti.get("try_number"), ti.get("hostname"), ti.get("state"))
+        for ti in api.task_instances(DAG_ID, run_id)
+    }
     retried = tries.get(killed["task"])
     say(f"  killed task {killed['task']}: now try {retried[0]} on {retried[1]} ({retried[2]})")
     if outcome["outcome"].lower() == "released":
@@ -307,8 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for tool in ("podman", "podman-compose"):
         if shutil.which(tool) is None:
-            print(f"compose-check: error: {tool} is not installed (apt-get install podman runc podman-compose "
-                  "debootstrap uidmap slirp4netns fuse-overlayfs); nothing was changed", file=sys.stderr)
+            print(
+                f"compose-check: error: {tool} is not installed (apt-get install podman runc podman-compose "
+                "debootstrap uidmap slirp4netns fuse-overlayfs); nothing was changed",
+                file=sys.stderr,
+            )
             return 3
     try:
         result, detail = run(args.keep)

@@ -145,9 +145,12 @@ def debian_mirror(sources: Sequence[Path] = ()) -> str | None:
 def podman(
     *args: str, check: bool = True, capture: bool = True, timeout: float = 3600
 ) -> subprocess.CompletedProcess:
-    res = subprocess.run(  # noqa: S603
-        ["podman", *args], capture_output=capture, text=True, timeout=timeout, check=False
-    )
+    try:
+        res = subprocess.run(  # noqa: S603
+            ["podman", *args], capture_output=capture, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        res = subprocess.CompletedProcess(["podman", *args], 124, "", f"timed out after {timeout:.0f} s")
     if check and res.returncode != 0:
         tail = (res.stderr or res.stdout or "")[-2500:] if capture else ""
         raise ImageError(f"podman {' '.join(args[:3])} ... failed (exit {res.returncode}):\n{tail}")
