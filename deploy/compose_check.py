@@ -201,7 +201,12 @@ def check_release(stack: Stack, state: dict[str, Any], api: Any) -> dict[str, An
     release_id = outcome["release_id"]
     events = gardien_json(stack, "audit", "log", "--release", release_id)
     kinds = [e.get("kind") for e in (events if isinstance(events, list) else events.get("events", []))]
-    note = (api.run(DAG_ID, run_id).get("note") or "").strip()
+    note = ""
+    for _ in range(30):  # the plugin's listener sets the note just after the run ends
+        note = (api.run(DAG_ID, run_id).get("note") or "").strip()
+        if note:
+            break
+        time.sleep(2)
     say(f"  run {run_id}: {state['state']} in {state['wall_seconds']} s")
     say(f"  outcome {outcome['outcome'].upper()} — {outcome.get('detail', '')}")
     say(f"  ledger: {len(kinds)} events for {release_id}: {', '.join(dict.fromkeys(kinds))}")
