@@ -210,7 +210,7 @@ def build(
     podman(
         "build", "--network", "host", "-f", str(containerfile), "-t", tag, *extra, str(context), timeout=3600
     )
-    say(f"  {tag:<44} built in {time.monotonic() - started:5.0f} s (layers cached)")
+    say(f"  {tag:<44} built in {time.monotonic() - started:5.0f} s (unchanged layers reused)")
 
 
 def ensure_images(root: Path, state: Path, *, limits: Limits, say: Callable[[str], None]) -> dict[str, str]:
