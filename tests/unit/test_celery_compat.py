@@ -15,7 +15,10 @@ PROBE = "import celery.backends.database as b; print(hasattr(b, 'retry'))"
     [
         ("", None),  # this celery lacks it (else the shim is no longer needed: the test says so)
         ("import gardien.celery_compat as c; c.install_on_import(); ", "True"),
-        ("import celery.backends.database; import gardien.celery_compat as c; c.install_on_import(); ", "True"),
+        (
+            "import celery.backends.database; import gardien.celery_compat as c; c.install_on_import(); ",
+            "True",
+        ),
     ],
     ids=["without-shim", "hook-before-import", "already-imported"],
 )

@@ -88,7 +88,16 @@ def test_parse_config_structured_scope_is_accepted():
         ("${A:-x}/${B:-y}", {}, "x/y"),
         ("${A}", {"A": "postgresql://u:${p}@h/db"}, "postgresql://u:${p}@h/db"),
     ],
-    ids=["set", "default", "inside-string", "nested-default", "nested-fallback", "unset-nested-unused", "two", "value-verbatim"],
+    ids=[
+        "set",
+        "default",
+        "inside-string",
+        "nested-default",
+        "nested-fallback",
+        "unset-nested-unused",
+        "two",
+        "value-verbatim",
+    ],
 )
 def test_parse_config_substitutes_environment_variables(dsn, environ, expected):
     cfg = parse_config({"environments": {"e": {"dsn": dsn}}, "catalog": {"tables": [TABLE]}}, environ=environ)
