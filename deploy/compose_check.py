@@ -278,7 +278,7 @@ def run(keep: bool) -> tuple[str, str]:
     env = settings(images, limits)
     stack = Stack(env)
     passwords = json.loads(env["_PASSWORDS"])
-    api_for = api_clients(env["AIRFLOW_BASE_URL"], passwords)
+    api_for = api_clients(env["AIRFLOW_BASE_URL"], passwords, timeout=90)  # one API process, a busy machine
     admin = api_for("admin")
     stack.compose("down", "-v", check=False)
     try:

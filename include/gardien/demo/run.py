@@ -142,13 +142,17 @@ def run_release(port: int, *, interactive: bool) -> dict[str, Any]:
     )
 
 
-def api_clients(base: str, passwords: dict[str, str]) -> Callable[[str], AirflowAPI]:
+def api_clients(
+    base: str, passwords: dict[str, str], *, timeout: float = 15.0
+) -> Callable[[str], AirflowAPI]:
     """One REST client per user (each with the user's own credentials), created on first use."""
     clients: dict[str, AirflowAPI] = {}
 
     def api_for(user: str) -> AirflowAPI:
         if user not in clients:
-            clients[user] = AirflowAPI(base_url=base, username=user, password=passwords[user])
+            clients[user] = AirflowAPI(
+                base_url=base, username=user, password=passwords[user], timeout=timeout
+            )
         return clients[user]
 
     return api_for
