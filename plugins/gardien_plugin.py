@@ -1,19 +1,32 @@
-"""Gardien's Airflow plugin: registers the release-window timetable (and, later, Gardien's web views)."""
+"""Gardien's Airflow plugin: the release-window timetable, the run-outcome listener and the release board."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from gardien.airflow import board_app
 from gardien.airflow import listener as release_listener
 
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
-from gardien.airflow.timetable import ReleaseWindowTimetable
+from gardien.airflow.timetable import ManualReleaseTimetable, ReleaseWindowTimetable
 
 
 class GardienPlugin(AirflowPlugin):
     """Everything Gardien adds to Airflow; each attribute is one kind of extension."""
 
     name = "gardien"
-    timetables = [ReleaseWindowTimetable]
+    timetables = [ReleaseWindowTimetable, ManualReleaseTimetable]  # both make release ids the run ids
     listeners = [release_listener]  # writes each release run's outcome into its note
-    # Web extensions go beside it, e.g. fastapi_apps = [{"app": ..., "url_prefix": "/gardien", "name": ...}].
+    # The release board (server-rendered pages, every asset served by the app itself) behind Airflow's auth.
+    fastapi_apps = [
+        {"app": board_app.create_app(), "url_prefix": board_app.URL_PREFIX, "name": "Gardien release board"}
+    ]
+    # "Releases" in Airflow's navigation, showing the board inside the UI (same origin: the UI's login applies).
+    external_views = [
+        {
+            "name": "Releases",
+            "href": f"{board_app.URL_PREFIX}/",
+            "destination": "nav",
+            "url_route": "gardien-releases",
+        }
+    ]

@@ -14,7 +14,7 @@ from gardien.config import load_config
 from gardien.errors import ConfigurationError, LedgerError, UsageError
 from gardien.release.paths import ReleasePath, parse_release_paths
 from gardien.release.service import state_dir
-from gardien.report import ReleaseReport, load_report, write_files
+from gardien.report import CatalogHints, ReleaseReport, load_report, write_files
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +69,7 @@ def report(
             path_name=release_path.name if release_path else path,
             stages={e: s.name for s in release_path.stages for e in s.targets} if release_path else None,
             row_limit=rows,
+            hints=_hints(config),
         )
     finally:
         conn.rollback()
@@ -102,6 +103,14 @@ def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ..
             f"omit --path or pass --path {recorded[0]}."
         )
     return paths.get(name) if name else None
+
+
+def _hints(config: Path) -> CatalogHints | None:
+    """List fields and soft-delete tables from the catalog, if the configuration can be read."""
+    try:
+        return CatalogHints.from_catalog(load_config(config).catalog)
+    except ConfigurationError:
+        return None
 
 
 def _summary(built: ReleaseReport, html_path: Path) -> None:
