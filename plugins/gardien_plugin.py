@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from gardien.airflow import listener as release_listener
+from gardien.airflow.answer_recorder import AnswerRecorder
 
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
 from gardien.airflow.timetable import ReleaseWindowTimetable
@@ -16,4 +17,6 @@ class GardienPlugin(AirflowPlugin):
     name = "gardien"
     timetables = [ReleaseWindowTimetable]
     listeners = [release_listener]  # writes each release run's outcome into its note
+    # Records each answer to an approval seat in the ledger the moment the API server accepts it.
+    fastapi_root_middlewares = [{"middleware": AnswerRecorder, "name": "gardien-approval-answers"}]
     # Web extensions go beside it, e.g. fastapi_apps = [{"app": ..., "url_prefix": "/gardien", "name": ...}].

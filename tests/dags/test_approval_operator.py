@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,22 +24,29 @@ WAIT = 60.0  # seconds a background approver waits for a Required Action to appe
 
 
 @pytest.fixture(scope="module")
-def approval_dag(airflow_db: Path) -> Iterator[Any]:
+def approval_dag(airflow_db: Path, approval_ledger: str) -> Iterator[Any]:
     """The test DAG, with a DAG bundle pointing at its folder so dag.test() can serialize it."""
+    with approval_dags(DAG_FOLDER) as bag:
+        yield bag.dags[DAG_ID]
+
+
+@contextmanager
+def approval_dags(folder: Path) -> Iterator[Any]:
+    """The DagBag of ``folder``, with a DAG bundle pointing at it so dag.test() can serialize its DAGs."""
     bundles = [
         {
             "name": "gardien-approval-tests",
             "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(DAG_FOLDER), "refresh_interval": 0},
+            "kwargs": {"path": str(folder), "refresh_interval": 0},
         }
     ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
         from airflow.dag_processing.dagbag import DagBag
 
-        bag = DagBag(dag_folder=str(DAG_FOLDER))
+        bag = DagBag(dag_folder=str(folder))
         assert bag.import_errors == {}
-        yield bag.dags[DAG_ID]
+        yield bag
 
 
 def run_release(dag: Any, approvers: Approvers, **conf: Any) -> tuple[Any, dict[str, str]]:
@@ -50,9 +58,11 @@ def run_release(dag: Any, approvers: Approvers, **conf: Any) -> tuple[Any, dict[
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
-def xcom(admin: AirflowAPI, run_id: str, task_id: str, key: str = "return_value") -> Any:
+def xcom(
+    admin: AirflowAPI, run_id: str, task_id: str, key: str = "return_value", *, dag_id: str = DAG_ID
+) -> Any:
     path = (
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
     )
     return admin._request("GET", path)["value"]
 

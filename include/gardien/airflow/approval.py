@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Context, Param
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowFailException
 
+from gardien.airflow.answer_recorder import (
+    LedgerOpener,
+    as_datetime,
+    config_file,
+    ledger_from_config,
+    previous_try_answer,
+)
 from gardien.errors import ApprovalError, ConfigurationError
+from gardien.ledger import AirflowIds
+from gardien.ledger import answers as seat_answers
 from gardien.policy import (
     ApprovalPolicy,
     ApprovalVote,
@@ -73,9 +83,7 @@ def policy_from_yaml(path: str | Path | None = None) -> PolicyLoader:
     def load() -> ApprovalPolicy:
         import yaml  # run time only: DAG files stay cheap to parse
 
-        where = Path(
-            path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml"
-        )
+        where = config_file(path)
         try:
             raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
         except OSError as exc:
@@ -86,6 +94,18 @@ def policy_from_yaml(path: str | Path | None = None) -> PolicyLoader:
         return parse_policy(raw.get("approvals"), source=str(where.name), known_tables=tables)
 
     return load
+
+
+def review_url(*, base_url: str, release_id: str) -> str:
+    """The board's review page of a release (what the approval request links to)."""
+    return f"{base_url.rstrip('/')}/gardien/releases/{quote(release_id, safe='')}/review"
+
+
+def airflow_base_url() -> str | None:
+    """Airflow's `[api] base_url` (the demo sets it), or None when unset."""
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback=None) or None
 
 
 def required_action_url(*, base_url: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -109,6 +129,11 @@ class GardienApprovalOperator(ApprovalOperator):
     may have changed meanwhile). Reject, timeout, a stale changeset or a refused approver fail the task
     (no retry) and record why in the XCom key ``rejection``. A seat the release does not need succeeds at
     once with ``{"required": False}``.
+
+    No answer is lost (Airflow 3.3.2 can lose one given while the task pauses): the request is recorded in
+    the ledger before Airflow shows it, the API server records each answer when it accepts it (see
+    gardien.airflow.answer_recorder), and a retried seat resumes from an answer already given (the ledger's,
+    else Airflow's own row of the previous try) instead of asking again.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "environment")
@@ -121,24 +146,24 @@ class GardienApprovalOperator(ApprovalOperator):
         policy: PolicyLoader | None = None,
         release_facts: ReleaseFactsSource = facts_from_conf,
         earlier_seats: Sequence[str] = (),
+        ledger: LedgerOpener | None = None,
+        review_base_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         if seat_index < 0:
             raise ValueError(f"seat_index must be >= 0 (got {seat_index})")
         kwargs.setdefault("subject", f"Gardien approval, seat {seat_index + 1}")
-        params = {
-            "changeset_id": Param("", type="string", description="Changeset hash you are approving"),
-            "reason": Param("", type="string", description="Why (mandatory when rejecting)"),
-        }
         # DAG-level params arrive here through default arguments; the approval form shows only its own fields.
         kwargs.pop("params", None)
         # Reject as the default answer: the scheduler's timeout sweep answers with it (timeout = rejection).
-        super().__init__(defaults=[self.REJECT], params=params, fail_on_reject=False, **kwargs)
+        super().__init__(defaults=[self.REJECT], params=_form(""), fail_on_reject=False, **kwargs)
         self.seat_index = seat_index
         self.environment = environment
         self.policy = policy or policy_from_yaml()
         self.release_facts = release_facts
         self.earlier_seats = tuple(earlier_seats)
+        self.ledger = ledger or ledger_from_config()
+        self.review_base_url = review_base_url
 
     # --- request --------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -156,6 +181,17 @@ class GardienApprovalOperator(ApprovalOperator):
         seat = requirement.seats[self.seat_index]
         taken = self._earlier_approvers(context)
         users = sorted(seat.candidates - taken)
+        request = self._request(context, facts, role=seat.label, assigned=users)
+        given = self._answer_already_given(context, request)
+        if given is not None:
+            self.log.info(
+                "Seat %d: %s already answered at %s; not asking again",
+                self.seat_index + 1,
+                given.responder,
+                given.responded_at.isoformat(),
+            )
+            self.params = _form(facts.changeset_id)
+            return self._decide(context, facts, given.event_payload(), request=request)
         if not users:
             self._fail(
                 context,
@@ -169,12 +205,23 @@ class GardienApprovalOperator(ApprovalOperator):
         self.subject = (
             f"[{self.environment}] Release {facts.release}: {seat.title}, changeset {facts.changeset_id[:12]}"
         )
-        self.body = _body(facts, requirement, seat_index=self.seat_index, assigned=users)
-        # Prefilled so the answer carries the hash the approver saw (the UI form and the CLI send it back).
-        self.params["changeset_id"] = Param(facts.changeset_id, type="string", description="Changeset hash")
+        self.body = _body(
+            facts,
+            requirement,
+            seat_index=self.seat_index,
+            assigned=users,
+            review=self._review_link(facts.release),
+        )
+        # A fresh form: Airflow writes the run conf's values into the task's params of the same name (the
+        # requester's `reason`), which would pre-fill the approver's form with someone else's words. Only the
+        # changeset is pre-filled, so the answer carries the hash the approver saw (UI and CLI send it back).
+        self.params = _form(facts.changeset_id)
         self.hitl_summary_extra.update(
             {"release": facts.release, "changeset_id": facts.changeset_id, "seat": self.seat_index}
         )
+        # Recorded before Airflow shows the request: the API server ties each answer to this seat through it.
+        with self.ledger() as conn:
+            seat_answers.record_request(conn, request, at=datetime.now(UTC))
         return super().execute(context)
 
     # --- answer ---------------------------------------------------------------------------------------
@@ -182,6 +229,16 @@ class GardienApprovalOperator(ApprovalOperator):
         facts = self.release_facts(context)
         if event.get("error_type") == "timeout":
             self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        return self._decide(context, facts, event, request=None)
+
+    def _decide(
+        self,
+        context: Context,
+        facts: ReleaseFacts,
+        event: dict[str, Any],
+        *,
+        request: seat_answers.SeatRequest | None,
+    ) -> Any:
         try:  # validates the chosen options and the params form; skips ApprovalOperator's skip-on-reject
             answer = HITLOperator.execute_complete(self, context, event)
         except ValueError as exc:
@@ -190,6 +247,7 @@ class GardienApprovalOperator(ApprovalOperator):
         params_input = answer.get("params_input") or {}
         if event.get("timedout") or user is None:
             self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        self._record_answer(context, answer, request=request)
         if answer["chosen_options"] != [self.APPROVE]:
             self._fail(
                 context,
@@ -218,13 +276,72 @@ class GardienApprovalOperator(ApprovalOperator):
         self.log.info(
             "Seat %d approved by %s for changeset %s", self.seat_index + 1, user, facts.changeset_id
         )
+        responded_at = answer.get("responded_at")
         return {
             **answer,
+            "responded_at": responded_at.isoformat() if isinstance(responded_at, datetime) else responded_at,
             "approved": True,
             "seat": self.seat_index,
+            "role": requirement.seats[self.seat_index].label,
             "changeset_id": facts.changeset_id,
             "release": facts.release,
         }
+
+    # --- the ledger's record of requests and answers ---------------------------------------------------
+    def _request(
+        self, context: Context, facts: ReleaseFacts, *, role: str, assigned: Sequence[str]
+    ) -> seat_answers.SeatRequest:
+        ti = context["ti"]
+        return seat_answers.SeatRequest(
+            release_id=facts.release,
+            changeset_id=facts.changeset_id,
+            seat=self.seat_index,
+            role=role,
+            airflow=AirflowIds(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
+            map_index=_map_index(ti),
+            assigned=tuple(assigned),
+        )
+
+    def _answer_already_given(
+        self, context: Context, request: seat_answers.SeatRequest
+    ) -> seat_answers.SeatAnswer | None:
+        """An answer to this seat given in an earlier try: the ledger's, else Airflow's row of that try."""
+        with self.ledger() as conn:
+            found = seat_answers.find_answer(conn, request)
+            if found is not None:
+                return found
+            previous = previous_try_answer(context)
+            if previous is None:
+                return None
+            # Airflow still holds it (the retry has not re-asked yet): record it before it is wiped.
+            return seat_answers.record_answer(conn, request, source="airflow", **previous)
+
+    def _record_answer(
+        self, context: Context, answer: Mapping[str, Any], *, request: seat_answers.SeatRequest | None
+    ) -> None:
+        """Make sure the ledger holds this answer (the API server normally recorded it already)."""
+        ti = context["ti"]
+        responded_at = as_datetime(answer.get("responded_at"))
+        with self.ledger() as conn:
+            request = request or seat_answers.find_request(
+                conn, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=_map_index(ti)
+            )
+            if request is None or responded_at is None:
+                self.log.warning("Seat %d: no recorded request to attach the answer to", self.seat_index + 1)
+                return
+            seat_answers.record_answer(
+                conn,
+                request,
+                responder=str(answer["responded_by_user"]["id"]),
+                responded_at=responded_at,
+                chosen_options=list(answer.get("chosen_options") or ()),
+                params_input=dict(answer.get("params_input") or {}),
+                source="task",
+            )
+
+    def _review_link(self, release_id: str) -> str | None:
+        base = self.review_base_url or airflow_base_url()
+        return review_url(base_url=base, release_id=release_id) if base else None
 
     # --- helpers --------------------------------------------------------------------------------------
     def _requirement(self, policy: ApprovalPolicy, facts: ReleaseFacts, context: Context) -> Requirement:
@@ -272,7 +389,28 @@ class GardienApprovalOperator(ApprovalOperator):
         )
 
 
-def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, assigned: Sequence[str]) -> str:
+def _form(changeset_id: str) -> ParamsDict:
+    """The approver's form: the changeset they approve (pre-filled) and their own, empty, reason."""
+    form = {
+        "changeset_id": Param(changeset_id, type="string", description="Changeset hash you are approving"),
+        "reason": Param("", type="string", description="Your comment (mandatory when rejecting)"),
+    }
+    return ParamsDict(form)
+
+
+def _map_index(ti: Any) -> int:
+    index = getattr(ti, "map_index", -1)
+    return -1 if index is None else int(index)
+
+
+def _body(
+    facts: ReleaseFacts,
+    requirement: Requirement,
+    *,
+    seat_index: int,
+    assigned: Sequence[str],
+    review: str | None = None,
+) -> str:
     seat = requirement.seats[seat_index]
     tables = ", ".join(sorted(facts.tables_touched)) or "(none)"
     lines = [
@@ -285,7 +423,9 @@ def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, ass
         f"**Assigned**: {', '.join(assigned)}",
     ]
     if facts.reason:
-        lines.append(f"**Reason**: {facts.reason}")
+        lines.append(f"**Reason given by the requester**: {facts.reason}")
+    if review:
+        lines.append(f"**Review the changes**: [{review}]({review})")
     lines.append(
         "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
     )

@@ -120,6 +120,7 @@ def fingerprint(root: Path, settings: dict[str, str]) -> str:
         *sorted((root / "plugins").rglob("*.py")),
         pkg / "airflow" / "timetable.py",
         pkg / "airflow" / "listener.py",
+        pkg / "airflow" / "answer_recorder.py",
         *sorted((pkg / "calendar").rglob("*.py")),
     ]
     for f in loaded_by_plugin:  # task code is imported afresh by each task process: no restart needed

@@ -1,0 +1,186 @@
+"""Recording approval answers the moment Airflow accepts them, and finding them again on a retried seat.
+
+Airflow 3.3.2 can lose an answer given while the approval task is still pausing into ``awaiting_input`` (the
+task is retried and the retry wipes the answer). So:
+
+- ``AnswerRecorder``, an ASGI middleware the Gardien plugin installs in the API server, writes every answer
+  it accepts (HTTP 200 to ``PATCH .../hitlDetails``, from the UI, the CLI or any client) into the ledger as
+  a chained ``approval.answered`` event, with Airflow's own response time, before the client hears "done".
+- ``previous_try_answer`` lets a retried seat read the answer Airflow still holds from the earlier try.
+
+Only answers to tasks that recorded an ``approval.requested`` event (Gardien seats) are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+LedgerOpener = Callable[[], AbstractContextManager[Any]]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+# The public route answering a Required Action (map index optional: -1 when absent).
+ANSWER_PATH = re.compile(
+    r"^/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/(?P<run_id>[^/]+)/taskInstances/(?P<task_id>[^/]+)"
+    r"(?:/(?P<map_index>-?\d+))?/hitlDetails/?$"
+)
+
+
+def config_file(path: str | Path | None = None) -> Path:
+    """`path`, else $GARDIEN_CONFIG, else include/config/gardien.yaml beside the package (read at run time)."""
+    return Path(path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml")
+
+
+def ledger_from_config(path: str | Path | None = None) -> LedgerOpener:
+    """An opener of a ledger transaction (committed on success) from gardien.yaml's `ledger`, read when called."""
+
+    @contextmanager
+    def open_ledger() -> Iterator[Any]:
+        from gardien import ledger, pg
+        from gardien.config import ledger_dsn, load_config
+
+        conn = pg.connect(ledger_dsn(load_config(config_file(path))), application_name="gardien approval")
+        try:
+            ledger.ensure_schema(conn)
+            yield conn
+            conn.commit()
+        finally:
+            conn.rollback()  # no-op after the commit; undoes a half-written record on error
+            conn.close()
+
+    return open_ledger
+
+
+def as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def previous_try_answer(context: Context) -> dict[str, Any] | None:
+    """The answer Airflow's hitl_detail row still holds from an earlier try of this task, if any.
+
+    On retry Airflow keeps the row (and its answer) until the new try asks again, which wipes it.
+    """
+    ti = context["ti"]
+    if int(getattr(ti, "try_number", 1) or 1) <= 1:
+        return None
+    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+    try:
+        detail = get_hitl_detail_content_detail(ti.id)
+    except Exception:  # noqa: BLE001 - no row (first ask) or the API refused: nothing was given
+        return None
+    user = getattr(detail, "responded_by_user", None)
+    responded_at = as_datetime(getattr(detail, "responded_at", None))
+    if not getattr(detail, "response_received", False) or user is None or responded_at is None:
+        return None
+    return {
+        "responder": str(user.id),
+        "responded_at": responded_at,
+        "chosen_options": list(detail.chosen_options or ()),
+        "params_input": dict(detail.params_input or {}),
+    }
+
+
+def record_api_answer(
+    *, dag_id: str, run_id: str, task_id: str, map_index: int, body: dict[str, Any], opener: LedgerOpener
+) -> bool:
+    """Record the answer the API server just accepted; False when the task is not a Gardien seat."""
+    from gardien.ledger import answers
+
+    responded_at = as_datetime(body.get("responded_at"))
+    responder = (body.get("responded_by") or body.get("responded_by_user") or {}).get("id")
+    if responded_at is None or not responder:
+        return False
+    with opener() as conn:
+        request = answers.find_request(
+            conn, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index
+        )
+        if request is None:
+            return False
+        answers.record_answer(
+            conn,
+            request,
+            responder=str(responder),
+            responded_at=responded_at,
+            chosen_options=list(body.get("chosen_options") or ()),
+            params_input=dict(body.get("params_input") or {}),
+            source="api",
+        )
+    return True
+
+
+class AnswerRecorder:
+    """ASGI middleware: record each accepted answer to a Gardien approval seat in the ledger.
+
+    The answer is recorded before the response reaches the client, so "approved" on the CLI or in the UI
+    means it is in the ledger. A ledger failure is logged loudly (the answer stays in Airflow; the seat's
+    task records it again when it resumes) and never turns Airflow's answer into an error.
+    """
+
+    def __init__(self, app: ASGIApp, opener: LedgerOpener | None = None) -> None:
+        self.app = app
+        self.opener = opener
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+        match = ANSWER_PATH.match(scope.get("path", "")) if scope.get("type") == "http" else None
+        if match is None or scope.get("method") != "PATCH":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            if start["status"] == 200:
+                await self._record(match, body)
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+    async def _record(self, match: re.Match[str], body: bytes) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        ids = {
+            "dag_id": match["dag_id"],
+            "run_id": match["run_id"],
+            "task_id": match["task_id"],
+            "map_index": int(match["map_index"] or -1),
+        }
+        try:
+            await run_in_threadpool(
+                record_api_answer, body=json.loads(body), opener=self.opener or ledger_from_config(), **ids
+            )
+        except Exception:  # noqa: BLE001 - never fail an answer Airflow accepted; the task records it again
+            log.exception("Gardien could not record the answer to %s in the ledger", ids)
