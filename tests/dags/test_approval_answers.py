@@ -126,8 +126,9 @@ def test_answer_given_while_the_seat_pauses_survives_the_retry(
 
 
 def test_form_reason_is_empty_and_each_answer_is_recorded_with_its_airflow_time(
-    bag: Any, login: Callable[[str], AirflowAPI], approval_ledger: str
+    bag: Any, login: Callable[[str], AirflowAPI], approval_ledger: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.chu.example/")
     seen: dict[str, Any] = {}
 
     def script(wait_for: Callable[[str], dict]) -> None:
@@ -161,6 +162,8 @@ def test_form_reason_is_empty_and_each_answer_is_recorded_with_its_airflow_time(
     # The requester's reason is shown in the body, never pre-filled as the approver's own comment.
     assert seen["approve_seat_1"]["params"]["reason"]["value"] == ""
     assert "urgence: dose pédiatrique" in seen["approve_seat_1"]["body"]
+    # The request links to the board's review page of the release.
+    assert "https://airflow.chu.example/gardien/releases/R-1/review" in seen["approve_seat_1"]["body"]
     given = {
         a.request.airflow.task_id: a
         for a in recorded(

@@ -17,11 +17,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gardien.ledger.answers import SeatAnswer, SeatRequest
+from gardien.ledger.chain import AirflowIds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -100,6 +103,70 @@ def previous_try_answer(context: Context) -> dict[str, Any] | None:
         "chosen_options": list(detail.chosen_options or ()),
         "params_input": dict(detail.params_input or {}),
     }
+
+
+def seat_request(
+    ti: Any, *, release_id: str, changeset_id: str, seat: int, role: str, assigned: list[str]
+) -> SeatRequest:
+    """The request a seat's task instance ``ti`` makes (what ties its answers to the release seat)."""
+    return SeatRequest(
+        release_id=release_id,
+        changeset_id=changeset_id,
+        seat=seat,
+        role=role,
+        airflow=AirflowIds(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
+        map_index=_map_index(ti),
+        assigned=tuple(assigned),
+    )
+
+
+def answer_already_given(opener: LedgerOpener, context: Context, request: SeatRequest) -> SeatAnswer | None:
+    """An answer to this seat given in an earlier try: the ledger's, else Airflow's row of that try."""
+    from gardien.ledger import answers
+
+    with opener() as conn:
+        found = answers.find_answer(conn, request)
+        if found is not None:
+            return found
+        previous = previous_try_answer(context)
+        if previous is None:
+            return None
+        # Airflow still holds it (the retry has not asked again yet): record it before asking wipes it.
+        return answers.record_answer(conn, request, source="airflow", **previous)
+
+
+def record_task_answer(
+    opener: LedgerOpener, ti: Any, answer: Mapping[str, Any], *, request: SeatRequest | None
+) -> SeatRequest | None:
+    """Make sure the ledger holds the answer a seat resumed with (the API server normally recorded it).
+
+    Returns the seat's request (None when no request was recorded, e.g. a task from before this version).
+    """
+    from gardien.ledger import answers
+
+    responded_at = as_datetime(answer.get("responded_at"))
+    with opener() as conn:
+        request = request or answers.find_request(
+            conn, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=_map_index(ti)
+        )
+        if request is None or responded_at is None:
+            log.warning("%s: no recorded request to attach the answer to", ti.task_id)
+            return request
+        answers.record_answer(
+            conn,
+            request,
+            responder=str(answer["responded_by_user"]["id"]),
+            responded_at=responded_at,
+            chosen_options=list(answer.get("chosen_options") or ()),
+            params_input=dict(answer.get("params_input") or {}),
+            source="task",
+        )
+    return request
+
+
+def _map_index(ti: Any) -> int:
+    index = getattr(ti, "map_index", -1)
+    return -1 if index is None else int(index)
 
 
 def record_api_answer(

@@ -16,13 +16,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from gardien.airflow.answer_recorder import (
     LedgerOpener,
-    as_datetime,
+    answer_already_given,
     config_file,
     ledger_from_config,
-    previous_try_answer,
+    record_task_answer,
+    seat_request,
 )
 from gardien.errors import ApprovalError, ConfigurationError
-from gardien.ledger import AirflowIds
 from gardien.ledger import answers as seat_answers
 from gardien.policy import (
     ApprovalPolicy,
@@ -181,8 +181,15 @@ class GardienApprovalOperator(ApprovalOperator):
         seat = requirement.seats[self.seat_index]
         taken = self._earlier_approvers(context)
         users = sorted(seat.candidates - taken)
-        request = self._request(context, facts, role=seat.label, assigned=users)
-        given = self._answer_already_given(context, request)
+        request = seat_request(
+            context["ti"],
+            release_id=facts.release,
+            changeset_id=facts.changeset_id,
+            seat=self.seat_index,
+            role=seat.label,
+            assigned=users,
+        )
+        given = answer_already_given(self.ledger, context, request)
         if given is not None:
             self.log.info(
                 "Seat %d: %s already answered at %s; not asking again",
@@ -247,13 +254,18 @@ class GardienApprovalOperator(ApprovalOperator):
         params_input = answer.get("params_input") or {}
         if event.get("timedout") or user is None:
             self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
-        self._record_answer(context, answer, request=request)
+        request = record_task_answer(self.ledger, context["ti"], answer, request=request)
+        answered = {
+            "responded_at": _iso(answer.get("responded_at")),
+            "role": request.role if request is not None else None,
+        }
         if answer["chosen_options"] != [self.APPROVE]:
             self._fail(
                 context,
                 facts,
                 by=user,
                 reason=str(params_input.get("reason") or "").strip() or "no reason given",
+                **answered,
             )
 
         requirement = self._requirement(self.policy(), facts, context)
@@ -272,72 +284,19 @@ class GardienApprovalOperator(ApprovalOperator):
                 already_approved=self._earlier_approvers(context),
             )
         except ApprovalError as exc:
-            self._fail(context, facts, by=user, reason=f"approval refused: {exc}")
+            self._fail(context, facts, by=user, reason=f"approval refused: {exc}", **answered)
         self.log.info(
             "Seat %d approved by %s for changeset %s", self.seat_index + 1, user, facts.changeset_id
         )
-        responded_at = answer.get("responded_at")
         return {
             **answer,
-            "responded_at": responded_at.isoformat() if isinstance(responded_at, datetime) else responded_at,
+            "responded_at": _iso(answer.get("responded_at")),
             "approved": True,
             "seat": self.seat_index,
             "role": requirement.seats[self.seat_index].label,
             "changeset_id": facts.changeset_id,
             "release": facts.release,
         }
-
-    # --- the ledger's record of requests and answers ---------------------------------------------------
-    def _request(
-        self, context: Context, facts: ReleaseFacts, *, role: str, assigned: Sequence[str]
-    ) -> seat_answers.SeatRequest:
-        ti = context["ti"]
-        return seat_answers.SeatRequest(
-            release_id=facts.release,
-            changeset_id=facts.changeset_id,
-            seat=self.seat_index,
-            role=role,
-            airflow=AirflowIds(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id),
-            map_index=_map_index(ti),
-            assigned=tuple(assigned),
-        )
-
-    def _answer_already_given(
-        self, context: Context, request: seat_answers.SeatRequest
-    ) -> seat_answers.SeatAnswer | None:
-        """An answer to this seat given in an earlier try: the ledger's, else Airflow's row of that try."""
-        with self.ledger() as conn:
-            found = seat_answers.find_answer(conn, request)
-            if found is not None:
-                return found
-            previous = previous_try_answer(context)
-            if previous is None:
-                return None
-            # Airflow still holds it (the retry has not re-asked yet): record it before it is wiped.
-            return seat_answers.record_answer(conn, request, source="airflow", **previous)
-
-    def _record_answer(
-        self, context: Context, answer: Mapping[str, Any], *, request: seat_answers.SeatRequest | None
-    ) -> None:
-        """Make sure the ledger holds this answer (the API server normally recorded it already)."""
-        ti = context["ti"]
-        responded_at = as_datetime(answer.get("responded_at"))
-        with self.ledger() as conn:
-            request = request or seat_answers.find_request(
-                conn, dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=_map_index(ti)
-            )
-            if request is None or responded_at is None:
-                self.log.warning("Seat %d: no recorded request to attach the answer to", self.seat_index + 1)
-                return
-            seat_answers.record_answer(
-                conn,
-                request,
-                responder=str(answer["responded_by_user"]["id"]),
-                responded_at=responded_at,
-                chosen_options=list(answer.get("chosen_options") or ()),
-                params_input=dict(answer.get("params_input") or {}),
-                source="task",
-            )
 
     def _review_link(self, release_id: str) -> str | None:
         base = self.review_base_url or airflow_base_url()
@@ -370,7 +329,16 @@ class GardienApprovalOperator(ApprovalOperator):
             if isinstance(v, Mapping) and v.get("approved") and v.get("responded_by_user")
         }
 
-    def _fail(self, context: Context, facts: ReleaseFacts, *, by: str | None, reason: str) -> NoReturn:
+    def _fail(
+        self,
+        context: Context,
+        facts: ReleaseFacts,
+        *,
+        by: str | None,
+        reason: str,
+        responded_at: str | None = None,
+        role: str | None = None,
+    ) -> NoReturn:
         # Recorded before failing so the ledger, the report and Slack can say who ended the release and why.
         context["ti"].xcom_push(
             key="rejection",
@@ -380,6 +348,7 @@ class GardienApprovalOperator(ApprovalOperator):
                 "seat": self.seat_index,
                 "by": by,
                 "reason": reason,
+                **({"responded_at": responded_at, "role": role} if by else {}),
             },
         )
         who = f" by {by}" if by else ""
@@ -398,9 +367,8 @@ def _form(changeset_id: str) -> ParamsDict:
     return ParamsDict(form)
 
 
-def _map_index(ti: Any) -> int:
-    index = getattr(ti, "map_index", -1)
-    return -1 if index is None else int(index)
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _body(

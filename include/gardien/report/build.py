@@ -112,6 +112,8 @@ def build_report(
                 changeset_id=a.changeset_id,
                 void=a.changeset_id != rel.changeset_id,
                 comment=a.comment,
+                seat=a.seat,
+                role=a.role,
             )
             for a in history.approvals
         ),

@@ -94,7 +94,7 @@ def approvals_html(report: ReleaseReport) -> Safe:
                 ["Approver", "Decision", "When", "Bound changeset", "Comment / reason"],
                 [
                     (
-                        a.approver,
+                        f"{a.approver} ({a.role})" if a.role else a.approver,
                         badge(a.decision.upper(), "ok" if a.decision == "approved" else "bad"),
                         a.at,
                         [

@@ -131,6 +131,8 @@ class ApprovalLine:
     changeset_id: str
     void: bool
     comment: str | None
+    seat: int | None = None  # 0-based seat of the requirement (None in records made before seats were kept)
+    role: str | None = None  # the seat's group, e.g. "pharmaciens"
 
 
 @dataclass(frozen=True, slots=True)

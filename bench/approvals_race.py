@@ -1,0 +1,280 @@
+"""Approval answers under load: N approval cycles answered 0–10 s after each request, with a CPU burner beside.
+
+    .venv/bin/python bench/approvals_race.py [--runs 20] [--burners 2] [--out result.json]
+
+Starts its own Airflow (scheduler, dag-processor, api-server; LocalExecutor) on a free port with uniquely named
+metadata and ledger databases, runs ``bench/dags_approvals`` (10 independent approval seats per DAG run, the
+production operator and retry settings), and answers every Required Action through the REST API as an assigned
+user at a uniformly random delay of 0–10 s after Airflow created it. Airflow 3.3.2 can lose an answer given
+while the task is still pausing into ``awaiting_input``; the benchmark counts, per answer given (HTTP 200):
+
+- kept: the seat ended ``success`` with exactly that answer (same user, same Airflow response time);
+- lost: anything else (the seat failed, asked again, or resumed with another answer);
+- retried: seats whose first try was lost by Airflow and that resumed from the answer already given;
+- in the ledger: answers recorded as ``approval.answered`` (source ``api``: recorded by the API server).
+
+Everything it starts is stopped and its databases dropped at the end. Needs GARDIEN_PG_DSN (make pg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import yaml
+
+from gardien import pg
+from gardien.demo import airflow_local as af
+from gardien.restapi import AirflowAPI, AirflowAPIError
+
+ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "gardien_bench_approvals"
+SEATS = 10
+MAX_DELAY = 10.0
+
+
+def say(line: str) -> None:
+    print(f"[approvals-race {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+class Stack:
+    """Our own Airflow + ledger, uniquely named; ``close()`` stops and drops everything it created."""
+
+    def __init__(self, admin_dsn: str, home: Path) -> None:
+        tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.admin_dsn, self.home = admin_dsn, home
+        self.metadata_db, self.ledger_db = f"gardien_bench_airflow_{tag}", f"gardien_bench_ledger_{tag}"
+        self.port = af.free_port(18480)
+        self.pids: dict[str, int] = {}
+        self.burners: list[subprocess.Popen] = []
+
+    def start(self) -> dict[str, str]:
+        pg.create_database(self.admin_dsn, self.ledger_db)
+        config = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
+        config["ledger"]["database"] = self.ledger_db
+        config_file = self.home / "gardien.yaml"
+        config_file.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        os.environ["GARDIEN_CONFIG"] = str(config_file)
+        settings = af.base_settings(
+            ROOT, self.admin_dsn, port=self.port, home=self.home, metadata_db=self.metadata_db
+        )
+        settings["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "bench" / "dags_approvals")
+        settings["AIRFLOW__CORE__PARALLELISM"] = "16"
+        settings["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] = "5"
+        env = af.airflow_env(settings)
+        say(f"migrating {self.metadata_db} ...")
+        af.migrate(self.admin_dsn, self.metadata_db, env)
+        for name in ("scheduler", "dag-processor", "api-server"):
+            self.pids[name] = af.spawn(["airflow", name], env=env, log=self.home / f"{name}.log", cwd=ROOT)
+        (self.home / "pids.json").write_text(json.dumps(self.pids))
+        af.wait_healthy(self.port, self.pids, logs=str(self.home), wait=240)
+        say(f"Airflow up on port {self.port} (logs in {self.home})")
+        return settings
+
+    def burn(self, n: int) -> None:
+        for _ in range(n):
+            self.burners.append(
+                subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)  # noqa: S603
+            )
+
+    def close(self) -> None:
+        for proc in self.burners:
+            proc.kill()
+            proc.wait()
+        af.stop_processes(self.home)
+        for db in (self.metadata_db, self.ledger_db):
+            try:
+                pg.drop_database(self.admin_dsn, db)
+            except Exception as exc:  # noqa: BLE001 - report, keep cleaning
+                say(f"could not drop {db}: {exc}")
+
+
+class Answerer:
+    """Answers each Required Action at created_at + U(0, 10 s) as an assigned user; notes what it gave."""
+
+    def __init__(self, api_url: str, passwords: dict[str, str], rng: random.Random) -> None:
+        self.api_url, self.passwords, self.rng = api_url, passwords, rng
+        self.admin = AirflowAPI(base_url=api_url, username="admin", password=passwords["admin"])
+        self.given: dict[tuple[str, str], dict[str, Any]] = {}  # (run, task) -> first answer given
+        self.asked_again: list[tuple[str, str, int]] = []
+        self.errors: list[str] = []
+        self.delays: list[float] = []
+        self._scheduled: set[tuple[str, str, int]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=32)
+        self._clients: dict[str, AirflowAPI] = {}
+        self._lock = threading.Lock()
+
+    def client(self, user: str) -> AirflowAPI:
+        with self._lock:
+            if user not in self._clients:
+                self._clients[user] = AirflowAPI(base_url=self.api_url, username=user, password=self.passwords[user])
+            return self._clients[user]
+
+    def poll(self) -> None:
+        for detail in self.admin.pending_actions(DAG_ID, "~"):
+            ti = detail["task_instance"]
+            key = (ti["dag_run_id"], ti["task_id"])
+            attempt = (*key, int(ti.get("try_number") or 1))
+            if attempt in self._scheduled:
+                continue
+            self._scheduled.add(attempt)
+            if key in self.given:  # a seat asking again has lost the answer already given
+                self.asked_again.append(attempt)
+                delay = 0.0
+            else:
+                created = datetime.fromisoformat(str(detail["created_at"]).replace("Z", "+00:00"))
+                target = self.rng.uniform(0.0, MAX_DELAY)
+                delay = max(0.0, target - (datetime.now(UTC) - created).total_seconds())
+                self.delays.append(target)
+            self._pool.submit(self._answer, detail, key, delay)
+
+    def _answer(self, detail: dict[str, Any], key: tuple[str, str], delay: float) -> None:
+        time.sleep(delay)
+        ti = detail["task_instance"]
+        user = detail["assigned_users"][0]["id"]
+        shown = detail["params"]["changeset_id"]["value"]
+        try:
+            res = self.client(user).answer(
+                dag_id=DAG_ID,
+                run_id=ti["dag_run_id"],
+                task_id=ti["task_id"],
+                option="Approve",
+                params_input={"changeset_id": shown, "reason": ""},
+            )
+        except AirflowAPIError as exc:
+            self.errors.append(f"{key}: {exc}")
+            return
+        with self._lock:
+            self.given.setdefault(key, {"user": user, "responded_at": res["responded_at"]})
+
+
+def verify(admin: AirflowAPI, answerer: Answerer, run_ids: list[str], ledger_dsn: str) -> dict[str, Any]:
+    kept, lost, retried, details = 0, 0, 0, []
+    for run_id in run_ids:
+        tis = {t["task_id"]: t for t in admin.task_instances(DAG_ID, run_id)}
+        for task_id, ti in sorted(tis.items()):
+            given = answerer.given.get((run_id, task_id))
+            if given is None:
+                lost += 1  # never answered: counted so a stuck seat cannot pass unnoticed
+                details.append(f"{run_id}/{task_id}: no answer was given (state {ti['state']})")
+                continue
+            if int(ti.get("try_number") or 1) > 1:
+                retried += 1
+            value = None
+            if ti["state"] == "success":
+                path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+                value = admin._request("GET", path + "?deserialize=true")["value"]
+            same = (
+                isinstance(value, dict)
+                and value.get("approved")
+                and value["responded_by_user"]["id"] == given["user"]
+                and _instant(value["responded_at"]) == _instant(given["responded_at"])
+            )
+            if same:
+                kept += 1
+            else:
+                lost += 1
+                details.append(f"{run_id}/{task_id}: state {ti['state']}, result {value!r}, given {given}")
+    with psycopg2.connect(ledger_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT payload->>'source', count(*) FROM ledger.events WHERE kind = 'approval.answered' "
+            "AND dag_id = %s GROUP BY 1",
+            (DAG_ID,),
+        )
+        in_ledger = dict(cur.fetchall())
+    conn.close()
+    return {"kept": kept, "lost": lost, "retried_seats": retried, "in_ledger": in_ledger, "lost_details": details}
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/approvals_race.py")
+    parser.add_argument("--runs", type=int, default=20, help=f"DAG runs of {SEATS} seats each (default 20)")
+    parser.add_argument("--burners", type=int, default=2, help="CPU-burning processes beside Airflow")
+    parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--deadline", type=int, default=1500, help="seconds before giving up")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    admin_dsn = os.environ.get("GARDIEN_PG_DSN") or pg.admin_dsn()
+    home = Path(tempfile.mkdtemp(prefix="gardien-approvals-race-"))
+    stack = Stack(admin_dsn, home)
+    started = time.monotonic()
+    try:
+        stack.start()
+        api_url = f"http://127.0.0.1:{stack.port}"
+        passwords = {u: pw for u, (_, pw) in af.DEMO_USERS.items()}
+        answerer = Answerer(api_url, passwords, random.Random(args.seed))
+        admin = answerer.admin
+        while True:
+            try:
+                admin.dag(DAG_ID)
+                break
+            except AirflowAPIError:
+                time.sleep(2)
+        admin.set_paused(DAG_ID, False)
+        stack.burn(args.burners)
+        say(f"{args.burners} CPU burner(s) started; triggering {args.runs} runs x {SEATS} seats")
+        run_ids = []
+        for i in range(args.runs):
+            conf = {
+                "release": f"R-BENCH-{i:03d}",
+                "changeset_id": uuid.uuid4().hex * 2,
+                "requested_by": "parametreur",
+                "tables_touched": [],
+            }
+            run_ids.append(admin.trigger(DAG_ID, conf=conf, run_id=f"bench_{i:03d}")["dag_run_id"])
+        load_started = time.monotonic()
+        while time.monotonic() - started < args.deadline:
+            answerer.poll()
+            states = [admin.run(DAG_ID, r)["state"] for r in run_ids]
+            done = sum(s in ("success", "failed") for s in states)
+            if done == len(run_ids):
+                break
+            if int(time.monotonic()) % 30 == 0:
+                say(f"{done}/{len(run_ids)} runs finished, {len(answerer.given)} answers given")
+            time.sleep(0.5)
+        load_seconds = time.monotonic() - load_started
+        with open("/proc/loadavg") as f:
+            loadavg = f.read().split()[:3]
+        ledger_dsn = pg.dsn_for_database(admin_dsn, stack.ledger_db)
+        result = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cycles": args.runs * SEATS,
+            "answers_given": len(answerer.given),
+            "asked_again": len(answerer.asked_again),
+            "answer_errors": answerer.errors,
+            "delay_s": {"min": min(answerer.delays, default=0), "max": max(answerer.delays, default=0)},
+            "burners": args.burners,
+            "loadavg_end": loadavg,
+            "cores": os.cpu_count(),
+            "wall_s": round(load_seconds, 1),
+            **verify(admin, answerer, run_ids, ledger_dsn),
+        }
+        text = json.dumps(result, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return 0 if result["lost"] == 0 and not result["asked_again"] else 1
+    finally:
+        stack.close()
+        say(f"stopped; total {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
