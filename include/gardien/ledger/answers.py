@@ -133,7 +133,7 @@ def record_answer(
             request.map_index,
         ):
             return known
-    append_event(
+    event = append_event(
         conn,
         kind=ANSWERED,
         actor=responder,
@@ -151,7 +151,7 @@ def record_answer(
         reason=answer.comment,
         airflow=request.airflow,
     )
-    return answer
+    return _answer_of(event)  # as stored, so both recorders get the same value
 
 
 def find_answer(conn: psycopg2.extensions.connection, request: SeatRequest) -> SeatAnswer | None:
