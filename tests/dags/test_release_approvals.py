@@ -41,7 +41,8 @@ def test_failed_release_lists_the_approvals_given_with_answer_time_seat_and_role
     assert h.release.status == "rejected"
     by_user = {a.approver: a for a in h.approvals}
     decisions = sorted((a.seat, a.role, a.decision) for a in h.approvals)
-    assert decisions == [(0, "pharmaciens", "approved"), (1, "cab", "approved"), (2, "cab", "rejected")]
+    # The demo change touches drugs and rights: routed seats first (pharmaciens, securite), then the CAB.
+    assert decisions == [(0, "pharmaciens", "approved"), (1, "securite", "approved"), (2, "cab", "rejected")]
     # Nobody's comment is the requester's reason; the rejecting approver's words are theirs.
     assert [a.comment for a in sorted(h.approvals, key=lambda a: a.seat)] == [
         None,
