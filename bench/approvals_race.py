@@ -284,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 states = {r["dag_run_id"]: r["state"] for r in admin.runs(DAG_ID, limit=args.runs + 10)}
             except EnvironmentUnavailableError:  # a loaded API server timed out: poll again
                 continue
+            except AirflowAPIError as exc:  # e.g. 500 when its connection pool is exhausted: poll again
+                if exc.status < 500:
+                    raise
+                say(f"API server error {exc.status}; polling again")
+                time.sleep(2)
+                continue
             done = sum(states.get(r) in ("success", "failed") for r in run_ids)
             if done == len(run_ids):
                 break

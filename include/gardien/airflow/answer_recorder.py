@@ -50,8 +50,12 @@ def config_file(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml")
 
 
-def ledger_from_config(path: str | Path | None = None) -> LedgerOpener:
-    """An opener of a ledger transaction (committed on success) from gardien.yaml's `ledger`, read when called."""
+def ledger_from_config(path: str | Path | None = None, *, create_schema: bool = True) -> LedgerOpener:
+    """An opener of a ledger transaction (committed on success) from gardien.yaml's `ledger`, read when called.
+
+    ``create_schema=False`` for the API server: a seat's request exists only once its task created the
+    schema, and the schema creation (a ledger-wide lock) must not hold up Airflow's answers.
+    """
 
     @contextmanager
     def open_ledger() -> Iterator[Any]:
@@ -60,7 +64,8 @@ def ledger_from_config(path: str | Path | None = None) -> LedgerOpener:
 
         conn = pg.connect(ledger_dsn(load_config(config_file(path))), application_name="gardien approval")
         try:
-            ledger.ensure_schema(conn)
+            if create_schema:
+                ledger.ensure_schema(conn)
             yield conn
             conn.commit()
         finally:
@@ -247,7 +252,10 @@ class AnswerRecorder:
         }
         try:
             await run_in_threadpool(
-                record_api_answer, body=json.loads(body), opener=self.opener or ledger_from_config(), **ids
+                record_api_answer,
+                body=json.loads(body),
+                opener=self.opener or ledger_from_config(create_schema=False),
+                **ids,
             )
         except Exception:  # noqa: BLE001 - never fail an answer Airflow accepted; the task records it again
             log.exception("Gardien could not record the answer to %s in the ledger", ids)
