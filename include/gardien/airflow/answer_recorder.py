@@ -202,6 +202,46 @@ def record_api_answer(
     return True
 
 
+def resume_if_stranded(*, dag_id: str, run_id: str, task_id: str, map_index: int) -> bool:
+    """Resume an answered task that Airflow left parked in ``awaiting_input`` (Airflow 3.3.2 race).
+
+    An answer accepted while the task was still pausing can leave it parked with its answer stored and no
+    resume: it would then wait until the timeout turned a person's approval into a rejection. Runs after the
+    answer is committed, holding the task's row lock as Airflow's own answer route does: if the park comes
+    later it sees the answer itself; if it came earlier, this resumes the task exactly as that route would.
+    """
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import handle_event_submit
+    from airflow.triggers.base import TriggerEvent
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
+
+    with create_session() as session:
+        ti = session.scalar(
+            select(TaskInstance)
+            .where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id == task_id,
+                TaskInstance.map_index == map_index,
+            )
+            .with_for_update(of=TaskInstance)
+            .execution_options(populate_existing=True)
+        )
+        if ti is None or ti.state != TaskInstanceState.AWAITING_INPUT:
+            return False
+        detail = session.scalar(
+            select(HITLDetail).where(HITLDetail.ti_id == ti.id).with_for_update(of=HITLDetail)
+        )
+        if detail is None or not detail.response_received:
+            return False
+        handle_event_submit(TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session)
+    log.warning("Resumed %s/%s/%s: Airflow had left it parked with its answer", dag_id, run_id, task_id)
+    return True
+
+
 class AnswerRecorder:
     """ASGI middleware: record each accepted answer to a Gardien approval seat in the ledger.
 
@@ -251,7 +291,7 @@ class AnswerRecorder:
             "map_index": int(match["map_index"] or -1),
         }
         try:
-            await run_in_threadpool(
+            recorded = await run_in_threadpool(
                 record_api_answer,
                 body=json.loads(body),
                 opener=self.opener or ledger_from_config(create_schema=False),
@@ -259,3 +299,10 @@ class AnswerRecorder:
             )
         except Exception:  # noqa: BLE001 - never fail an answer Airflow accepted; the task records it again
             log.exception("Gardien could not record the answer to %s in the ledger", ids)
+            recorded = True  # a Gardien seat as far as we know: still check it was not left parked
+        if not recorded:
+            return
+        try:
+            await run_in_threadpool(resume_if_stranded, **ids)
+        except Exception:  # noqa: BLE001 - the answer stands; only the stranded-task repair failed
+            log.exception("Gardien could not check whether %s was left parked with its answer", ids)

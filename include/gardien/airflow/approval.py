@@ -49,6 +49,7 @@ class ReleaseFacts:
 
 
 ReleaseFactsSource = Callable[[Context], ReleaseFacts]
+MIN_SEAT_RETRIES = 3  # Airflow can lose a try of a seat to its pause race, more than once under load
 
 
 def facts_from_conf(context: Context) -> ReleaseFacts:
@@ -155,6 +156,9 @@ class GardienApprovalOperator(ApprovalOperator):
         kwargs.setdefault("subject", f"Gardien approval, seat {seat_index + 1}")
         # DAG-level params arrive here through default arguments; the approval form shows only its own fields.
         kwargs.pop("params", None)
+        # Decisions fail with AirflowFailException (never retried); retries only ever replay a seat that Airflow
+        # lost (its pause race, an API error): each such retry resumes from the answer already given.
+        kwargs["retries"] = max(int(kwargs.get("retries") or 0), MIN_SEAT_RETRIES)
         # Reject as the default answer: the scheduler's timeout sweep answers with it (timeout = rejection).
         super().__init__(defaults=[self.REJECT], params=_form(""), fail_on_reject=False, **kwargs)
         self.seat_index = seat_index
