@@ -176,6 +176,14 @@ def opener_of(dsn: str) -> Any:
     return open_ledger
 
 
+resumed: list[dict[str, Any]] = []
+
+
+def no_resume(**ids: Any) -> bool:
+    resumed.append(ids)
+    return False
+
+
 ANSWER = {
     "responded_by": {"id": "pharma.chef", "name": "pharma.chef"},
     "responded_at": "2026-12-01T20:00:03.250000Z",
@@ -190,17 +198,21 @@ def test_middleware_records_accepted_answers_to_gardien_seats_only(ledger_dsn: s
     answers.record_request(conn, request(), at=T0)
     conn.commit()
     opener = opener_of(ledger_dsn)
+    resumed.clear()
 
     status, body = call(
-        AnswerRecorder(airflow_answering(200, ANSWER), opener), PATH.format(task="approve_pharmaciens")
+        AnswerRecorder(airflow_answering(200, ANSWER), opener, no_resume),
+        PATH.format(task="approve_pharmaciens"),
     )
     assert status == 200 and json.loads(body) == ANSWER  # the client gets Airflow's answer, whole
     # Refused by Airflow (403), or a task that is not a Gardien seat: nothing recorded.
     call(
-        AnswerRecorder(airflow_answering(403, {"detail": "no"}), opener),
+        AnswerRecorder(airflow_answering(403, {"detail": "no"}), opener, no_resume),
         PATH.format(task="approve_pharmaciens"),
     )
-    call(AnswerRecorder(airflow_answering(200, ANSWER), opener), PATH.format(task="some_other_hitl"))
+    call(
+        AnswerRecorder(airflow_answering(200, ANSWER), opener, no_resume), PATH.format(task="some_other_hitl")
+    )
 
     [given] = answers.task_answers(
         conn, dag_id="gardien_release_standard", run_id="scheduled__1", task_id="approve_pharmaciens"
@@ -208,6 +220,8 @@ def test_middleware_records_accepted_answers_to_gardien_seats_only(ledger_dsn: s
     assert (given.responder, given.source, given.comment) == ("pharma.chef", "api", None)
     assert given.responded_at == datetime(2026, 12, 1, 20, 0, 3, 250000, tzinfo=UTC)  # Airflow's time
     assert [e.kind for e in list_events(conn)] == ["approval.requested", "approval.answered"]
+    # Only the accepted answer to a Gardien seat is checked for a task Airflow left parked.
+    assert [r["task_id"] for r in resumed] == ["approve_pharmaciens"]
     conn.close()
 
 
@@ -215,5 +229,7 @@ def test_middleware_never_turns_an_accepted_answer_into_an_error_when_the_ledger
     def unreachable() -> Any:
         raise psycopg2.OperationalError("connection refused")
 
-    status, body = call(AnswerRecorder(airflow_answering(200, ANSWER), unreachable), PATH.format(task="t"))
+    status, body = call(
+        AnswerRecorder(airflow_answering(200, ANSWER), unreachable, no_resume), PATH.format(task="t")
+    )
     assert status == 200 and json.loads(body) == ANSWER

@@ -250,9 +250,15 @@ class AnswerRecorder:
     task records it again when it resumes) and never turns Airflow's answer into an error.
     """
 
-    def __init__(self, app: ASGIApp, opener: LedgerOpener | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        opener: LedgerOpener | None = None,
+        resume: Callable[..., bool] | None = None,
+    ) -> None:
         self.app = app
         self.opener = opener
+        self.resume = resume or resume_if_stranded
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
         match = ANSWER_PATH.match(scope.get("path", "")) if scope.get("type") == "http" else None
@@ -303,6 +309,6 @@ class AnswerRecorder:
         if not recorded:
             return
         try:
-            await run_in_threadpool(resume_if_stranded, **ids)
+            await run_in_threadpool(self.resume, **ids)
         except Exception:  # noqa: BLE001 - the answer stands; only the stranded-task repair failed
             log.exception("Gardien could not check whether %s was left parked with its answer", ids)
