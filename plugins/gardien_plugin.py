@@ -8,14 +8,14 @@ from gardien.airflow import listener as release_listener
 from gardien.airflow.answer_recorder import AnswerRecorder
 
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
-from gardien.airflow.timetable import ReleaseWindowTimetable
+from gardien.airflow.timetable import ManualReleaseTimetable, ReleaseWindowTimetable
 
 
 class GardienPlugin(AirflowPlugin):
     """Everything Gardien adds to Airflow; each attribute is one kind of extension."""
 
     name = "gardien"
-    timetables = [ReleaseWindowTimetable]
+    timetables = [ReleaseWindowTimetable, ManualReleaseTimetable]  # both make release ids the run ids
     listeners = [release_listener]  # writes each release run's outcome into its note
     # Records each answer to an approval seat in the ledger the moment the API server accepts it.
     fastapi_root_middlewares = [{"middleware": AnswerRecorder, "name": "gardien-approval-answers"}]

@@ -139,10 +139,15 @@ def approval_ledger(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory)
 
     import yaml
 
-    from gardien import pg
+    from gardien import ledger, pg
 
     name = f"gt_approval_{uuid.uuid4().hex[:8]}_ledger"
-    pg.create_database(pg_admin_dsn, name)
+    conn = pg.connect(pg.create_database(pg_admin_dsn, name))
+    try:  # `gardien ledger migrate`: seats, like release steps, never create the schema
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()
     data = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
     data["ledger"]["database"] = name
     config = tmp_path_factory.mktemp("approval") / "gardien.yaml"

@@ -50,11 +50,12 @@ def config_file(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml")
 
 
-def ledger_from_config(path: str | Path | None = None, *, create_schema: bool = True) -> LedgerOpener:
+def ledger_from_config(path: str | Path | None = None, *, check_schema: bool = True) -> LedgerOpener:
     """An opener of a ledger transaction (committed on success) from gardien.yaml's `ledger`, read when called.
 
-    ``create_schema=False`` for the API server: a seat's request exists only once its task created the
-    schema, and the schema creation (a ledger-wide lock) must not hold up Airflow's answers.
+    Like the release steps it works as the writer role: the schema comes from `gardien ledger migrate`.
+    ``check_schema=False`` for the API server: a seat's request exists only in a ledger its task checked,
+    and Airflow's answers must not wait for more than the record itself.
     """
 
     @contextmanager
@@ -64,8 +65,8 @@ def ledger_from_config(path: str | Path | None = None, *, create_schema: bool = 
 
         conn = pg.connect(ledger_dsn(load_config(config_file(path))), application_name="gardien approval")
         try:
-            if create_schema:
-                ledger.ensure_schema(conn)
+            if check_schema:
+                ledger.require_schema(conn)
             yield conn
             conn.commit()
         finally:
@@ -300,7 +301,7 @@ class AnswerRecorder:
             recorded = await run_in_threadpool(
                 record_api_answer,
                 body=json.loads(body),
-                opener=self.opener or ledger_from_config(create_schema=False),
+                opener=self.opener or ledger_from_config(check_schema=False),
                 **ids,
             )
         except Exception:  # noqa: BLE001 - never fail an answer Airflow accepted; the task records it again

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 
 from gardien.errors import GardienError
+from gardien.redact import install_log_redaction, redact_text
 
 app = typer.Typer(
     name="gardien",
@@ -21,11 +23,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
+_TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
+
+
+def version() -> str:
+    """The installed package's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("gardien")
+    except PackageNotFoundError:
+        from gardien import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gardien {version()}")
+        raise typer.Exit(0)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Gardien: consistency, traceability and rollback for EHR configuration releases."""
     # An explicit callback keeps sub-commands as sub-commands even when a single topic is registered.
 
@@ -42,13 +68,14 @@ for _topic in _TOPICS:
 
 def main() -> None:
     """Run the CLI; a GardienError prints its message and exits with its own code."""
+    install_log_redaction()
     try:
         # Without standalone mode, a typer.Exit(code) comes back as the return value.
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except GardienError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact_text(str(exc))}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)

@@ -14,7 +14,7 @@ from gardien.config import load_config
 from gardien.errors import ConfigurationError, LedgerError, UsageError
 from gardien.release.paths import ReleasePath, parse_release_paths
 from gardien.release.service import state_dir
-from gardien.report import ReleaseReport, load_report, write_files
+from gardien.report import CatalogHints, ReleaseReport, load_report, write_files
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +69,7 @@ def report(
             path_name=release_path.name if release_path else path,
             stages={e: s.name for s in release_path.stages for e in s.targets} if release_path else None,
             row_limit=rows,
+            hints=_hints(config),
         )
     finally:
         conn.rollback()
@@ -104,6 +105,14 @@ def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ..
     return paths.get(name) if name else None
 
 
+def _hints(config: Path) -> CatalogHints | None:
+    """List fields and soft-delete tables from the catalog, if the configuration can be read."""
+    try:
+        return CatalogHints.from_catalog(load_config(config).catalog)
+    except ConfigurationError:
+        return None
+
+
 def _summary(built: ReleaseReport, html_path: Path) -> None:
     o = built.outcome
     typer.echo(f"report: {html_path}")
@@ -126,5 +135,9 @@ def _fail_if_untrustworthy(built: ReleaseReport, html_path: Path) -> None:
     # Raised after writing: the report itself is the evidence the auditor needs.
     if not built.chain.ok:
         raise LedgerError(f"{built.chain.broken}. The report was written to {html_path} and says so.")
+    if built.chain.status_mismatches:
+        raise LedgerError(
+            f"{built.chain.status_mismatches[0]}. The report was written to {html_path} and says so."
+        )
     if built.changeset.problem and built.changeset.id:
         raise LedgerError(f"{built.changeset.problem} The report was written to {html_path} and says so.")

@@ -30,7 +30,10 @@ def validate_cmd(
         Path | None, typer.Option("--changeset", help="Rehearse this changeset on a scratch copy of TARGET.")
     ] = None,
     data_docs: Annotated[
-        Path | None, typer.Option("--data-docs", help="Write the Great Expectations Data Docs HTML here.")
+        Path | None,
+        typer.Option(
+            "--data-docs", help="Write the validation page (index.html, self-contained, offline) here."
+        ),
     ] = None,
     verify: Annotated[
         bool, typer.Option("--verify", help="Post-deploy verification: also run the smoke probes.")
@@ -149,4 +152,4 @@ def _print(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
         for example in result.examples:
             typer.echo("      " + ", ".join(f"{k}={v!r}" for k, v in example.items()))
     if report.data_docs_path:
-        typer.echo(f"  Data Docs: {report.data_docs_path}")
+        typer.echo(f"  Validation page: {report.data_docs_path}")

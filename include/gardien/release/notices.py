@@ -27,3 +27,14 @@ def notify_task_failure(*, where: str, error: str) -> None:
         slack_glue.send_task_failure(where=where, error=error, environ=os.environ)
     except Exception:
         log.exception("failure notification for %s could not be sent", where)
+
+
+def announce(svc: Any) -> str:
+    """Log once per run whether Slack notifications are on (the other tasks do not repeat it)."""
+    try:
+        from gardien.release import slack_glue
+
+        return slack_glue.announce(svc, environ=os.environ)
+    except Exception:
+        log.exception("could not read the Slack settings")
+        return "unknown"

@@ -15,6 +15,7 @@ from gardien.changeset import Changeset
 from gardien.errors import ChangesetError, LedgerError
 from gardien.report.artifacts import read_artifacts
 from gardien.report.build import ROW_LIMIT, build_report
+from gardien.report.hints import CatalogHints
 from gardien.report.html import render_html
 from gardien.report.model import ReleaseReport
 
@@ -29,6 +30,7 @@ def load_report(
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
+    hints: CatalogHints | None = None,
 ) -> ReleaseReport:
     """Read everything about ``release_id`` in the caller's transaction (reads only) and build its report.
 
@@ -41,6 +43,7 @@ def load_report(
     chain = ledger.verify_chain(conn)
     return build_report(
         history,
+        status_mismatches=ledger.status_mismatches(conn, release_id=release_id),
         changeset=changeset,
         changeset_problem=problem,
         chain=chain,
@@ -49,6 +52,7 @@ def load_report(
         path_name=path_name,
         stages=stages,
         row_limit=row_limit,
+        hints=hints,
     )
 
 

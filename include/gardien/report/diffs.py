@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gardien.changeset import Changeset, TableChanges
+from gardien.changeset import Changeset, FieldChange, TableChanges
+from gardien.report.hints import CatalogHints, set_difference
 from gardien.report.model import ChangesetSection, FieldDiff, RowUpdate, RowValues, TableDiff
 
 KINDS = ("inserts", "updates", "deletes")
@@ -25,8 +26,21 @@ def _part(part: Any) -> str:
     return str(part)
 
 
-def table_diff(changes: TableChanges, *, row_limit: int) -> TableDiff:
+def field_diff(table: str, column: str, change: FieldChange, hints: CatalogHints) -> FieldDiff:
+    """A field's change; a list field also gets its set difference (what was added, what was removed)."""
+    separator = hints.list_separators.get((table, column))
+    diff = set_difference(change.before, change.after, separator) if separator else None
+    if diff is None:
+        return FieldDiff(before=change.before, after=change.after)
+    added, removed = diff
+    return FieldDiff(
+        before=change.before, after=change.after, added=added, removed=removed, separator=separator
+    )
+
+
+def table_diff(changes: TableChanges, *, row_limit: int, hints: CatalogHints | None = None) -> TableDiff:
     """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order)."""
+    hints = hints or CatalogHints()
     inserts = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.values))
         for r in changes.inserts[:row_limit]
@@ -35,7 +49,7 @@ def table_diff(changes: TableChanges, *, row_limit: int) -> TableDiff:
         RowUpdate(
             key=r.key,
             label=key_label(r.key),
-            changes={c: FieldDiff(before=ch.before, after=ch.after) for c, ch in sorted(r.changes.items())},
+            changes={c: field_diff(changes.table, c, ch, hints) for c, ch in sorted(r.changes.items())},
         )
         for r in changes.updates[:row_limit]
     )
@@ -56,6 +70,7 @@ def table_diff(changes: TableChanges, *, row_limit: int) -> TableDiff:
         updates=updates,
         deletes=deletes,
         omitted={k: counts[k] - shown[k] for k in KINDS},
+        retired_by=hints.retired_by.get(changes.table),
     )
 
 
@@ -65,9 +80,10 @@ def changeset_section(
     row_limit: int,
     full_changeset: Sequence[str],
     earlier_ids: Sequence[str],
+    hints: CatalogHints | None = None,
 ) -> ChangesetSection:
     """The section for a readable changeset; tables without changes are left out of the diffs."""
-    tables = tuple(table_diff(t, row_limit=row_limit) for t in changeset.tables if t.count)
+    tables = tuple(table_diff(t, row_limit=row_limit, hints=hints) for t in changeset.tables if t.count)
     counts = {t.table: dict(t.counts) for t in tables}
     return ChangesetSection(
         id=changeset.id,
