@@ -64,7 +64,14 @@ class Stack:
         self.burners: list[subprocess.Popen] = []
 
     def start(self) -> dict[str, str]:
-        pg.create_database(self.admin_dsn, self.ledger_db)
+        from gardien import ledger
+
+        conn = pg.connect(pg.create_database(self.admin_dsn, self.ledger_db))
+        try:  # `gardien ledger migrate` (the seats work as the writer role and never create the schema)
+            ledger.migrate(conn)
+            conn.commit()
+        finally:
+            conn.close()
         config = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
         config["ledger"]["database"] = self.ledger_db
         config_file = self.home / "gardien.yaml"

@@ -24,12 +24,14 @@ def test_failed_release_lists_the_approvals_given_with_answer_time_seat_and_role
     answered: list[str] = []
 
     def decide(detail: dict[str, Any]) -> tuple[str, str, str] | None:
-        taken = {"parametreur", *(a for a in answered)}
+        # Seats wait side by side: the routed seats approve first, then a CAB member rejects.
+        taken = {"parametreur", *answered}
         free = [u["id"] for u in detail["assigned_users"] if u["id"] not in taken]
-        if not free:
+        cab = "cab" in detail["task_instance"]["task_id"]
+        if not free or (cab and len(answered) < 2) or len(answered) >= 3:
             return None
         answered.append(free[0])
-        if len(answered) < 3:
+        if not cab:
             return free[0], "Approve", ""  # approves without typing a comment
         return free[0], "Reject", "fenêtre trop proche de la garde de nuit"
 
@@ -40,15 +42,16 @@ def test_failed_release_lists_the_approvals_given_with_answer_time_seat_and_role
     h = history(setup)
     assert h.release.status == "rejected"
     by_user = {a.approver: a for a in h.approvals}
-    decisions = sorted((a.seat, a.role, a.decision) for a in h.approvals)
-    # The demo change touches drugs and rights: routed seats first (pharmaciens, securite), then the CAB.
-    assert decisions == [(0, "pharmaciens", "approved"), (1, "securite", "approved"), (2, "cab", "rejected")]
+    decisions = sorted((a.role, a.decision) for a in h.approvals)
+    # The demo change touches drugs and rights: routed seats (pharmaciens, securite), then the CAB.
+    assert decisions == [("cab", "rejected"), ("pharmaciens", "approved"), ("securite", "approved")]
+    assert all(a.seat is not None for a in h.approvals)
     # Nobody's comment is the requester's reason; the rejecting approver's words are theirs.
-    assert [a.comment for a in sorted(h.approvals, key=lambda a: a.seat)] == [
-        None,
-        None,
-        "fenêtre trop proche de la garde de nuit",
-    ]
+    assert {a.role: a.comment for a in h.approvals} == {
+        "pharmaciens": None,
+        "securite": None,
+        "cab": "fenêtre trop proche de la garde de nuit",
+    }
     for task_id, user, _option in approver.answered:
         airflow = airflow_answer(dr.run_id, DAG_ID, task_id)
         assert by_user[user].at == airflow["responded_at"], f"{user}: recorded time is not the answer's time"
