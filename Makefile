@@ -16,12 +16,13 @@ PGENV := $(STATE)/pg.env
 INTERACTIVE ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: help install pg demo stop test test-distributed lint format bench clean
+.PHONY: help install pg demo stop test test-ui test-distributed lint format bench clean
 
 help:
 	@echo "make demo    run one complete release of the demo hospital configuration (INTERACTIVE=1: approve in the UI)"
 	@echo "make test    lint and run the whole test suite"
 	@echo "make stop    stop what the demo started (Airflow, embedded PostgreSQL)"
+	@echo "make test-ui  browser tests of the release board in Chromium (installs Chromium and Playwright if missing)"
 	@echo "make test-distributed  releases to 10 targets on CeleryExecutor (starts the distributed Airflow, leaves it up)"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
 
@@ -56,6 +57,22 @@ format: install
 
 test: pg lint
 	@set -a; source $(PGENV); set +a; TQDM_DISABLE=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Browser tier: Debian's Chromium driven by Playwright (no browser download: executable_path is the system
+# one). As root on Debian it installs what is missing; otherwise it says what to install.
+PLAYWRIGHT_VERSION := 1.65.2
+CHROMIUM ?= $(or $(GARDIEN_CHROMIUM),$(shell command -v chromium || command -v chromium-browser || true))
+test-ui: pg
+	@if [ -z "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "gardien: installing Debian's chromium (apt-get install -y chromium)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "error: Chromium is needed: run 'sudo apt-get install -y chromium' (Debian/Ubuntu) or set GARDIEN_CHROMIUM=/path/to/chromium" >&2; exit 2; \
+		fi; \
+	fi
+	@$(PY) -c "import playwright" 2>/dev/null || $(UV) pip install -q -p $(PY) "playwright==$(PLAYWRIGHT_VERSION)"
+	@set -a; source $(PGENV); set +a; GARDIEN_UI_TESTS=1 TQDM_DISABLE=1 $(VENV)/bin/pytest tests/ui $(PYTEST_ARGS)
 
 # The session fixture of tests/distributed starts the CeleryExecutor stack (gardien.demo.airflow_distributed)
 # if it is not running, or restarts it on the test configuration; it stays up for inspection (make stop).

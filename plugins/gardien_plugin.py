@@ -1,9 +1,10 @@
-"""Gardien's Airflow plugin: registers the release-window timetable (and, later, Gardien's web views)."""
+"""Gardien's Airflow plugin: the release-window timetable, the run-outcome listener and the release board."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from gardien.airflow import board_app
 from gardien.airflow import listener as release_listener
 from gardien.airflow.answer_recorder import AnswerRecorder
 
@@ -19,4 +20,16 @@ class GardienPlugin(AirflowPlugin):
     listeners = [release_listener]  # writes each release run's outcome into its note
     # Records each answer to an approval seat in the ledger the moment the API server accepts it.
     fastapi_root_middlewares = [{"middleware": AnswerRecorder, "name": "gardien-approval-answers"}]
-    # Web extensions go beside it, e.g. fastapi_apps = [{"app": ..., "url_prefix": "/gardien", "name": ...}].
+    # The release board (server-rendered pages, every asset served by the app itself) behind Airflow's auth.
+    fastapi_apps = [
+        {"app": board_app.create_app(), "url_prefix": board_app.URL_PREFIX, "name": "Gardien release board"}
+    ]
+    # "Releases" in Airflow's navigation, showing the board inside the UI (same origin: the UI's login applies).
+    external_views = [
+        {
+            "name": "Releases",
+            "href": f"{board_app.URL_PREFIX}/",
+            "destination": "nav",
+            "url_route": "gardien-releases",
+        }
+    ]

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+# The browser tier starts its own Airflow and Chromium: only `make test-ui` (GARDIEN_UI_TESTS=1) collects it.
+collect_ignore = [] if os.environ.get("GARDIEN_UI_TESTS") == "1" else ["ui"]
+
 
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> str:

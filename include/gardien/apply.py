@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import psycopg2
 import psycopg2.errors
 
-from gardien import journal, pg
+from gardien import faults, journal, pg
 from gardien.catalog import Catalog, bind_catalog
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
@@ -36,7 +36,8 @@ from gardien.plan import FieldNote, three_way
 from gardien.portable import Key, set_session
 from gardien.references import check_references
 from gardien.rowhash import SCHEME as ROWHASH_SCHEME
-from gardien.touched import read_resolved
+from gardien.shape import check_shape
+from gardien.touched import Whole, read_resolved
 from gardien.writes import TableWrites, execute
 
 _LOCK_CLASS = 0x47415244 & 0x7FFFFFFF  # "GARD"
@@ -104,8 +105,12 @@ def without_gc(func: Callable[..., R]) -> Callable[..., R]:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """Per transaction: waiting for a lock, one statement, and the session idling inside the transaction
+    (a frozen or stopped client: PostgreSQL ends its session, which rolls back and frees every lock)."""
+
     lock_ms: int = 10_000
     statement_ms: int = 600_000
+    idle_ms: int = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,7 @@ class ApplyResult:
     fingerprint_before: str | None = None
     fingerprint_after: str | None = None
     matches_source: bool | None = None
+    note: str | None = None  # e.g. a COMMIT whose outcome had to be checked (gardien.faults.commit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +141,7 @@ class ApplyResult:
             "fingerprint_before": self.fingerprint_before,
             "fingerprint_after": self.fingerprint_after,
             "matches_source": self.matches_source,
+            "note": self.note,
         }
 
 
@@ -146,6 +153,9 @@ def prepare(cur: Any, *, schema: str, target: str, timeouts: Timeouts) -> None:
     set_session(cur)
     cur.execute("SELECT set_config('lock_timeout', %s, true)", (f"{timeouts.lock_ms}ms",))
     cur.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeouts.statement_ms}ms",))
+    cur.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", (f"{timeouts.idle_ms}ms",)
+    )
     # The default 4MB makes the joins of a few thousand keys against large tables spill to disk; JIT
     # compilation costs more than it saves on these statements of a few thousand rows each.
     cur.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
@@ -194,35 +204,23 @@ def _compress_wal(cur: Any) -> None:
         cur.execute("RELEASE SAVEPOINT gardien_setting")
 
 
-@contextmanager
-def database_errors(target: str) -> Iterator[None]:
-    """Turn database refusals during writes into DeploymentError with the server's own words."""
-    try:
-        yield
-    except psycopg2.errors.QueryCanceled as exc:
-        raise DeploymentError(
-            f"target {target}: statement timeout exceeded ({str(exc).strip().splitlines()[0]}); nothing was "
-            "applied. Raise the statement timeout or retry at a quieter time."
-        ) from exc
-    except psycopg2.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeploymentError(
-            f"target {target} refused the changes ({first}); the transaction was rolled back, nothing was applied."
-        ) from exc
-
-
 def read_touched(
-    cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]]
-) -> dict[str, dict[Key, tuple[Any, dict[str, Any]]]]:
-    """The rows with these natural keys as they physically are now: key → (id, value columns)."""
+    cur: Any, *, catalog: Catalog, keymap: KeyMap, keys: dict[str, list[Key]], lock: bool = False
+) -> dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]]:
+    """The rows with these natural keys as they physically are now: key → (id, value columns, whole row).
+
+    With ``lock``, the rows are locked until the transaction ends (FOR UPDATE) and read whole (every
+    column as text, gardien.touched.Whole); else the whole row is None.
+    """
     for name, table_keys in keys.items():
         keymap.add(catalog.table(name), table_keys)
     keymap.resolve()
-    out: dict[str, dict[Key, tuple[Any, dict[str, Any]]]] = {}
+    out: dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]] = {}
     for name in keys:
         table = catalog.table(name)
-        rows = read_resolved(cur, catalog=catalog, table=table, keys=keymap.temp(table))
-        out[name] = {k: (i, v) for k, i, v in rows}
+        whole = Whole(cur, table) if lock else None
+        rows = read_resolved(cur, catalog=catalog, table=table, keys=keymap.temp(table), whole=whole)
+        out[name] = {k: (i, v, w) for k, i, v, w in rows}
     return out
 
 
@@ -247,7 +245,9 @@ def apply_changeset(
     without it, on ``conn`` itself (same result, one after the other).
 
     Raises ChangesetError (other catalog), ConflictError (three-way check; nothing written),
-    SourceDataError (dangling references) or DeploymentError (lock, timeout, database refusal).
+    SourceDataError (dangling references) or DeploymentError (target lock, fingerprint reader); a failure
+    of the database itself (timeout, refusal, connection lost) is raised as psycopg2 raised it, for the
+    caller to roll back: ``deploy`` turns it into a DeploymentError that names it (gardien.faults).
     """
     changeset_id = changeset.id  # a hash of the whole body: computed once (it costs ~0.2 s at 16k changes)
     with conn.cursor() as cur:
@@ -259,6 +259,7 @@ def apply_changeset(
                 f"{target} has {catalog.fingerprint[:12]}): the catalog definition or column types differ. "
                 "Capture a new changeset with the current configuration."
             )
+        check_shape(changeset, catalog, target=target)
         journal.ensure_schema(cur)
         previous = journal.active_for_changeset(cur, changeset_id)
         if previous is not None:
@@ -270,23 +271,17 @@ def apply_changeset(
             )
         if changeset.is_empty:
             return ApplyResult(status="empty", changeset_id=changeset_id, target=target)
+        phase = Phases(f"apply {changeset_id[:12]} to {target}")
+        keymap = KeyMap(cur, catalog)
+        # Locked from here to COMMIT: what the three-way check compares is what the writes replace.
+        current = read_touched(
+            cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}, lock=True
+        )
+        phase("read and lock touched rows")
         scan = None
         if dsn is not None:
-            # Taken before any write: the readers see the scope exactly as this apply found it.
-            cur.execute("SELECT pg_export_snapshot()")
-            scan = SnapshotFingerprints.start(
-                lambda: pg.connect(dsn, application_name="gardien apply (fingerprint)"),
-                cur.fetchone()[0],
-                catalog,
-                [t.table for t in changeset.tables if t.count],
-                settings={
-                    "lock_timeout": f"{timeouts.lock_ms}ms",
-                    "statement_timeout": f"{timeouts.statement_ms}ms",
-                    # The readers already run beside the apply: parallel workers would only add processes
-                    # competing with it for the same cores.
-                    "max_parallel_workers_per_gather": "0",
-                    "jit": "off",
-                },
+            scan = _start_scan(
+                cur, catalog, [t.table for t in changeset.tables if t.count], dsn=dsn, timeouts=timeouts
             )
         try:
             return _apply(
@@ -300,10 +295,40 @@ def apply_changeset(
                 release_id=release_id,
                 release_label=release_label,
                 scan=scan,
+                keymap=keymap,
+                current=current,
+                phase=phase,
             )
         finally:
             if scan is not None:
                 scan.close()
+
+
+def _start_scan(
+    cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts
+) -> SnapshotFingerprints | None:
+    """Full-scope fingerprints computed on other connections sharing this transaction's snapshot.
+
+    Exported after the touched rows are locked and before any write: the readers see the scope exactly as
+    this apply found it, the rows it replaces included (a concurrent edit committed before the lock is in
+    both the snapshot and the before-images).
+    """
+    cur.execute("SELECT pg_export_snapshot()")
+    return SnapshotFingerprints.start(
+        lambda: pg.connect(dsn, application_name="gardien apply (fingerprint)"),
+        cur.fetchone()[0],
+        catalog,
+        tables,
+        settings={
+            "lock_timeout": f"{timeouts.lock_ms}ms",
+            "statement_timeout": f"{timeouts.statement_ms}ms",
+            "idle_in_transaction_session_timeout": f"{timeouts.idle_ms}ms",
+            # The readers already run beside the apply: parallel workers would only add processes
+            # competing with it for the same cores.
+            "max_parallel_workers_per_gather": "0",
+            "jit": "off",
+        },
+    )
 
 
 def _apply(
@@ -318,15 +343,12 @@ def _apply(
     release_id: str | None,
     release_label: str | None,
     scan: SnapshotFingerprints | None,
+    keymap: KeyMap,
+    current: dict[str, dict[Key, tuple[Any, dict[str, Any], dict[str, str | None] | None]]],
+    phase: Phases,
 ) -> ApplyResult:
-    phase = Phases(f"apply {changeset_id[:12]} to {target}")
-    keymap = KeyMap(cur, catalog)
-    current = read_touched(
-        cur, catalog=catalog, keymap=keymap, keys={t.table: t.keys() for t in changeset.tables}
-    )
-    phase("read touched rows")
     plans, drift = three_way(
-        catalog, changeset, {t: {k: v for k, (_, v) in rows.items()} for t, rows in current.items()}
+        catalog, changeset, {t: {k: v for k, (_, v, _) in rows.items()} for t, rows in current.items()}
     )
     phase("three-way check")
     check_references(cur, catalog=catalog, changeset=changeset, keymap=keymap)
@@ -334,7 +356,7 @@ def _apply(
     touched = [name for name, plan in plans.items() if plan.count]
     if scan is None:
         before, local_before = scope_fingerprints(cur, catalog, touched)
-    ids_before = {name: [i for i, _ in current.get(name, {}).values()] for name in touched}
+    ids_before = {name: [r[0] for r in current.get(name, {}).values()] for name in touched}
     touched_before, local_touched_before = touched_fingerprints(cur, catalog=catalog, ids=ids_before)
     phase("fingerprints of touched rows before")
     writes = {
@@ -347,8 +369,7 @@ def _apply(
         for name, plan in plans.items()
         if plan.count
     }
-    with database_errors(target):
-        execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+    execute(cur, catalog=catalog, writes=writes, keymap=keymap)
     phase("writes")
     # The full fingerprints after = before + (touched rows after - touched rows before); the touched
     # rows now include the ones just inserted. Only the touched rows are read again.
@@ -359,8 +380,14 @@ def _apply(
     touched_after, local_touched_after = touched_fingerprints(cur, catalog=catalog, ids=ids_after)
     phase("fingerprints of touched rows after")
     if scan is not None:
-        with database_errors(target):
+        try:
             portable, local = scan.result()
+        except psycopg2.Error as exc:
+            raise DeploymentError(
+                f"apply on {target}: the second connection reading the full-scope fingerprints (application "
+                f"'gardien apply (fingerprint)') failed ({faults.cause(exc)}); the apply's transaction was rolled "
+                "back, nothing was applied. Retry."
+            ) from None
         before, local_before = portable.restricted(touched), local.restricted(touched)
         phase("waiting for the full-scope fingerprints")
     after = before.shifted(touched_after, touched_before)
@@ -368,13 +395,23 @@ def _apply(
     images: dict[str, list[BeforeImage]] = {}
     crosswalk: dict[str, list[tuple[Key, Any]]] = {}
     for name, tw in writes.items():
-        ids = keymap.ids(catalog.table(name))
+        table = catalog.table(name)
+        ids = keymap.ids(table)
         rows = current.get(name, {})
+        # The whole rows as the writes left them: what a rollback compares with the target then.
+        after_rows = Whole(cur, table).read(cur, ids_after[name], lock=False)
         # By canonical text, as key_text sorts (each key's text was rendered once, by the key map).
         keys = sorted(tw.keys(), key=keymap.texts.text)
         images[name] = [
-            BeforeImage(k, None, None) if (row := rows.get(k)) is None else BeforeImage(k, row[0], row[1])
+            BeforeImage(
+                k,
+                None if row is None else row[0],
+                None if row is None else row[1],
+                None if row is None else row[2],
+                None if (i := ids.get(k)) is None else after_rows.get(str(i)),
+            )
             for k in keys
+            for row in (rows.get(k),)
         ]
         crosswalk[name] = [(k, ids.get(k)) for k in keys]
     counts = {
@@ -430,14 +467,19 @@ def _with_local(portable: ScopeFingerprint, local: ScopeFingerprint) -> dict[str
 
 
 def deploy(dsn: str, changeset: Changeset, **kwargs: Any) -> ApplyResult:
-    """Connect to ``dsn``, apply in one transaction and commit; roll back on any error."""
-    conn = pg.connect(dsn, application_name="gardien apply")
-    try:
-        result = apply_changeset(conn, changeset, dsn=dsn, **kwargs)
-        conn.commit()
-        return result
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
+    """Connect to ``dsn``, apply in one transaction and commit; roll back on any error.
+
+    Every database failure becomes a DeploymentError naming its cause and saying whether anything was
+    applied (gardien.faults); a connection lost during COMMIT is settled by reading the target's journal.
+    """
+    return faults.run(
+        dsn,
+        application="gardien apply",
+        target=kwargs.get("target", "target"),
+        what="apply",
+        error=DeploymentError,
+        unchanged="nothing was applied",
+        work=lambda conn: apply_changeset(conn, changeset, dsn=dsn, **kwargs),
+        changed=lambda result: result.status == "applied",
+        committed=lambda cur, result: journal.find(cur, result.deployment_id) is not None,
+    )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gardien.coltypes import describe, read_column_types
 from gardien.config import CatalogConfig, LogicalReference, SoftDelete, TableConfig
 from gardien.errors import ConfigurationError
 
@@ -36,6 +37,8 @@ class BoundTable:
     pk_type: str = ""
     # columns declared NOT NULL (read by gardien.rowhash; not in the catalog digest)
     not_null: frozenset[str] = frozenset()
+    # every column's write type: what a value's text is cast to (gardien.coltypes; not in the digest)
+    write_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def soft_delete(self) -> SoftDelete | None:
@@ -119,6 +122,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 not_null.setdefault(table, set()).add(column)
         cur.execute(_CONSTRAINTS_SQL, (config.schema_, names))
         constraints = cur.fetchall()
+        type_facts = read_column_types(cur, schema=config.schema_, tables=names)
     missing = [n for n in names if n not in columns]
     if missing:
         raise ConfigurationError(
@@ -147,6 +151,14 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
         pk_col = pk[0]
         ignored = set(tc.ignore)
         managed = tuple(c for c in table_cols if c not in ignored and (c != pk_col or c in tc.natural_key))
+        for refusal in type_facts.refused(tc.name, managed):
+            problems.append(describe(refusal, label=label, column_type=table_cols[refusal.column][0]))
+        for column in managed:
+            if (tc.name, column) in type_facts.generated:
+                problems.append(
+                    f"{label}: {tc.name}.{column} is a generated column: the database computes it from the "
+                    f"others, it cannot be written. List {column} under ignore in catalog table {tc.name}."
+                )
         table_fks: dict[str, ForeignKey] = {}
         for cols, ref_schema, ref_table, ref_cols in fks.get(tc.name, []):
             carried = [c for c in cols if c in managed]
@@ -177,6 +189,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 config=tc,
                 pk_type=table_cols[pk_col][0],
                 not_null=frozenset(not_null.get(tc.name, ())),
+                write_types=type_facts.write_types.get(tc.name, {}),
             )
         )
     if problems:

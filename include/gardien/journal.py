@@ -33,20 +33,39 @@ CREATE TABLE IF NOT EXISTS gardien.deployment (
     rollback_proof      jsonb
 );
 """
+# Whole rows after the deployment (gardien.touched.Whole), aligned with before_images, each as the columns
+# that differ from the row before (``_after_entry``): what a rollback compares the target with before
+# restoring (NULL in journals written before the column existed). Added
+# only when missing: ALTER TABLE would lock the journal against every reader until the apply commits.
+_AFTER_IMAGES = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'gardien.deployment'::regclass
+                   AND attname = 'after_images' AND NOT attisdropped) THEN
+        ALTER TABLE gardien.deployment ADD COLUMN after_images jsonb;
+    END IF;
+END $$;
+"""
 
 _COLUMNS = (
     "seq, deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, release_label, before_images, "
-    "crosswalk, fingerprint_before, fingerprint_after, drift, counts, rolled_back_at, rollback_proof"
+    "crosswalk, fingerprint_before, fingerprint_after, drift, counts, rolled_back_at, rollback_proof, after_images"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class BeforeImage:
-    """A touched row as it was just before the deployment; ``values`` None means it did not exist."""
+    """A touched row as it was just before the deployment; ``values`` None means it did not exist.
+
+    ``values`` are its managed values in portable form; ``row`` the whole row as stored (every column as
+    text, gardien.touched.Whole) and ``after`` the whole row the deployment left (None: none, or a journal
+    written before whole rows were kept, see ``Deployment.whole``).
+    """
 
     key: Key
     id: Any
     values: dict[str, Any] | None
+    row: dict[str, str | None] | None = None
+    after: dict[str, str | None] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": list(self.key), "id": self.id, "values": self.values}
@@ -69,6 +88,7 @@ class Deployment:
     counts: dict[str, Any]
     rolled_back_at: datetime | None
     rollback_proof: dict[str, Any] | None
+    whole: bool = False  # whole before- and after-images journaled (else portable before-images only)
 
     @property
     def name(self) -> str:
@@ -82,6 +102,7 @@ class Deployment:
 
 def ensure_schema(cur: Any) -> None:
     cur.execute(_DDL)
+    cur.execute(_AFTER_IMAGES)
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # built once
@@ -106,8 +127,8 @@ def record(
     """Insert one deployment row (the caller's transaction; the schema must exist)."""
     cur.execute(
         "INSERT INTO gardien.deployment (deployment_id, changeset_id, catalog_fingerprint, applied_at, release_id, "
-        "release_label, before_images, crosswalk, fingerprint_before, fingerprint_after, drift, counts) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "release_label, before_images, after_images, crosswalk, fingerprint_before, fingerprint_after, drift, counts) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             deployment_id,
             changeset_id,
@@ -124,12 +145,14 @@ def record(
                             "key": i.key if type(i.key) is tuple else list(i.key),
                             "id": i.id,
                             "values": i.values,
+                            "row": i.row,
                         }
                         for i in imgs
                     ]
                     for t, imgs in before_images.items()
                 }
             ),
+            _dumps({t: [_after_entry(i) for i in imgs] for t, imgs in before_images.items()}),
             _dumps(
                 {
                     t: [[k if type(k) is tuple else list(k), v] for k, v in rows]
@@ -142,6 +165,26 @@ def record(
             _dumps(counts),
         ),
     )
+
+
+def _after_entry(image: BeforeImage) -> dict[str, Any] | None:
+    """How ``image.after`` is journaled: None (no row after), the whole row when there was none before,
+    else only the columns whose text differs from the row before (what the deployment and its triggers
+    changed): a few fields instead of a second copy of every row."""
+    after, before = image.after, image.row
+    if after is None or before is None:
+        return after
+    return {c: v for c, v in after.items() if before.get(c, _MISSING) != v}
+
+
+_MISSING = object()
+
+
+def _after_row(before: dict[str, Any] | None, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The whole row after the deployment from its journal entry (see ``_after_entry``)."""
+    if entry is None or before is None:
+        return entry
+    return {**before, **entry}
 
 
 def _row(row: tuple[Any, ...]) -> Deployment:
@@ -161,6 +204,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
         counts,
         rolled_back_at,
         proof,
+        afters,
     ) = row
     return Deployment(
         seq=seq,
@@ -178,8 +222,10 @@ def _row(row: tuple[Any, ...]) -> Deployment:
                     None
                     if i["values"] is None
                     else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
+                    i.get("row"),
+                    _after_row(i.get("row"), after),
                 )
-                for i in imgs
+                for i, after in zip(imgs, (afters or {}).get(t) or [None] * len(imgs), strict=True)
             ]
             for t, imgs in images.items()
         },
@@ -190,6 +236,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
         counts=counts,
         rolled_back_at=rolled_back_at,
         rollback_proof=proof,
+        whole=afters is not None,
     )
 
 
@@ -198,20 +245,33 @@ def schema_exists(cur: Any) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def find(cur: Any, deployment_id: str) -> Deployment | None:
-    if not schema_exists(cur):
+def _columns(cur: Any) -> str | None:
+    """The select list of a deployment row, or None when there is no journal. A journal written before
+    whole rows were kept has no after_images column (until the next apply adds it): read as NULL."""
+    cur.execute(
+        "SELECT to_regclass('gardien.deployment') IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute "
+        "WHERE attrelid = to_regclass('gardien.deployment') AND attname = 'after_images' AND NOT attisdropped)"
+    )
+    exists, whole = cur.fetchone()
+    if not exists:
         return None
-    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment WHERE deployment_id = %s", (deployment_id,))  # noqa: S608
+    return _COLUMNS if whole else _COLUMNS.replace("after_images", "NULL::jsonb")
+
+
+def find(cur: Any, deployment_id: str) -> Deployment | None:
+    if (columns := _columns(cur)) is None:
+        return None
+    cur.execute(f"SELECT {columns} FROM gardien.deployment WHERE deployment_id = %s", (deployment_id,))  # noqa: S608
     row = cur.fetchone()
     return _row(row) if row else None
 
 
 def active_for_changeset(cur: Any, changeset_id: str) -> Deployment | None:
     """The deployment of ``changeset_id`` that is still in effect (not rolled back), if any."""
-    if not schema_exists(cur):
+    if (columns := _columns(cur)) is None:
         return None
     cur.execute(
-        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE changeset_id = %s AND rolled_back_at IS NULL "  # noqa: S608
+        f"SELECT {columns} FROM gardien.deployment WHERE changeset_id = %s AND rolled_back_at IS NULL "  # noqa: S608
         "ORDER BY seq DESC LIMIT 1",
         (changeset_id,),
     )
@@ -222,7 +282,7 @@ def active_for_changeset(cur: Any, changeset_id: str) -> Deployment | None:
 def later_active(cur: Any, deployment: Deployment) -> list[Deployment]:
     """Deployments made after ``deployment`` and not rolled back, oldest first."""
     cur.execute(
-        f"SELECT {_COLUMNS} FROM gardien.deployment WHERE seq > %s AND rolled_back_at IS NULL ORDER BY seq",  # noqa: S608
+        f"SELECT {_columns(cur)} FROM gardien.deployment WHERE seq > %s AND rolled_back_at IS NULL ORDER BY seq",  # noqa: S608
         (deployment.seq,),
     )
     return [_row(r) for r in cur.fetchall()]
@@ -230,9 +290,9 @@ def later_active(cur: Any, deployment: Deployment) -> list[Deployment]:
 
 def history(cur: Any) -> list[Deployment]:
     """Every deployment recorded in this target, oldest first."""
-    if not schema_exists(cur):
+    if (columns := _columns(cur)) is None:
         return []
-    cur.execute(f"SELECT {_COLUMNS} FROM gardien.deployment ORDER BY seq")  # noqa: S608
+    cur.execute(f"SELECT {columns} FROM gardien.deployment ORDER BY seq")  # noqa: S608
     return [_row(r) for r in cur.fetchall()]
 
 

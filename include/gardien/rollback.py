@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gardien import journal, pg
-from gardien.apply import Phases, Timeouts, database_errors, prepare, read_touched, without_gc
+from gardien import faults, journal, restore
+from gardien.apply import Phases, Timeouts, prepare, read_touched, without_gc
 from gardien.catalog import bind_catalog
 from gardien.config import CatalogConfig
 from gardien.errors import RollbackError
@@ -31,6 +31,8 @@ class RollbackResult:
     fingerprint_restored: str
     restored: dict[str, int]
     forced_over: tuple[str, ...] = ()
+    kept_later_edits: tuple[dict[str, Any], ...] = ()
+    note: str | None = None  # e.g. a COMMIT whose outcome had to be checked (gardien.faults.commit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,8 @@ class RollbackResult:
             "fingerprint_restored": self.fingerprint_restored,
             "restored": self.restored,
             "forced_over": list(self.forced_over),
+            "kept_later_edits": list(self.kept_later_edits),
+            "note": self.note,
         }
 
 
@@ -88,6 +92,7 @@ def rollback_deployment(
     target: str,
     rolled_back_at: datetime,
     force: bool = False,
+    keep_later_edits: bool = False,
     timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen value
 ) -> RollbackResult:
     """Restore the before-images of ``deployment_id`` in the caller's transaction, then prove it.
@@ -98,9 +103,16 @@ def rollback_deployment(
     of later deployments still in effect on other rows (fingerprints are sums; see
     docs/adr/0001-changeset-engine.md), in the scheme they were journaled with (``proof_method``).
 
+    Deployments journaled with whole rows (``Deployment.whole``) are first checked for later edits: each
+    touched row is locked and compared with the row the deployment left (gardien.restore.check); an edit
+    made since is named and nothing is written, unless ``keep_later_edits``, which keeps the edits that do
+    not overlap the deployment's own changes: the restoration is proven first, then those edits are set
+    back and recorded in the proof (``kept_later_edits``).
+
     Raises RollbackError when the deployment is unknown, when a later deployment still in effect touched
-    the same rows (unless ``force``), or when the proof fails ("manual repair needed"). On a failed proof
-    the caller must roll the transaction back: the target then stays exactly as deployed.
+    the same rows (unless ``force``), when rows it touched were edited since (above), or when the proof
+    fails ("manual repair needed"). On an error the caller must roll the transaction back: the target then
+    stays exactly as deployed.
     """
     with conn.cursor() as cur:
         phase = Phases(f"rollback {deployment_id} on {target}")
@@ -140,30 +152,20 @@ def rollback_deployment(
         method = proof_method(dep, later_active, overlapping)
         phase("later deployments")
         catalog = bind_catalog(conn, catalog_config, label=target)
-        keymap = KeyMap(cur, catalog)
-        # Which touched keys physically exist now (restoring needs nothing more: an update restores the
-        # whole before-image, soft-delete flag included).
-        for name, keys in touched.items():
-            keymap.add(catalog.table(name), keys)  # resolved as they are added
-        current = {name: keymap.ids(catalog.table(name)) for name in touched}
-        phase("key resolution")
-        writes: dict[str, TableWrites] = {}
-        for name, images in dep.before_images.items():
-            now = current.get(name, {})
-            tw = TableWrites(table=name, hard=True)
-            for img in images:
-                if img.values is None:
-                    if img.key in now:
-                        tw.deletes.append(img.key)
-                elif img.key in now:
-                    tw.updates.append((img.key, img.values))
-                else:
-                    tw.inserts.append((img.key, img.values))
-                    if img.id is not None:
-                        tw.restore_ids[img.key] = img.id
-            writes[name] = tw
-        with database_errors(target):
-            execute(cur, catalog=catalog, writes=writes, keymap=keymap)
+        kept: list[restore.LaterEdit] = []
+        if dep.whole:
+            plans, kept = restore.check(
+                cur,
+                catalog=catalog,
+                dep=dep,
+                overlapping=overlapping,
+                keep_later_edits=keep_later_edits,
+                target=target,
+            )
+            phase("lock and compare touched rows")
+            restore.restore(cur, catalog=catalog, plans=plans)
+        else:
+            _restore_portable(cur, catalog=catalog, dep=dep, target=target)
         phase("writes")
         # Later deployments still in effect legitimately changed other rows: their recorded effect is
         # added to the expectation (fingerprints are sums). Anything else that changed is unexplained.
@@ -196,7 +198,10 @@ def rollback_deployment(
             raise RollbackError(
                 _unproven(cur, catalog=catalog, dep=dep, restored=restored, expected=compared, target=target)
             )
+        if kept:
+            restore.reapply_kept(cur, plans=plans)
         proof = {
+            "kept_later_edits": [e.kept() for e in kept],
             "proven": True,
             "method": "local" if local else "portable",
             "scheme": method if local else ROWHASH_SCHEME,
@@ -215,7 +220,36 @@ def rollback_deployment(
             fingerprint_restored=restored.digest,
             restored={t: len(imgs) for t, imgs in dep.before_images.items()},
             forced_over=tuple(d.deployment_id for d in overlapping),
+            kept_later_edits=tuple(e.kept() for e in kept),
         )
+
+
+def _restore_portable(cur: Any, *, catalog: Any, dep: journal.Deployment, target: str) -> None:
+    """Restore a deployment journaled without whole rows from its portable before-images (no later-edit
+    check is possible: the journal does not say what the deployment left)."""
+    keymap = KeyMap(cur, catalog)
+    # Which touched keys physically exist now (restoring needs nothing more: an update restores the
+    # whole before-image, soft-delete flag included).
+    touched = dep.touched()
+    for name, keys in touched.items():
+        keymap.add(catalog.table(name), keys)  # resolved as they are added
+    current = {name: keymap.ids(catalog.table(name)) for name in touched}
+    writes: dict[str, TableWrites] = {}
+    for name, images in dep.before_images.items():
+        now = current.get(name, {})
+        tw = TableWrites(table=name, hard=True)
+        for img in images:
+            if img.values is None:
+                if img.key in now:
+                    tw.deletes.append(img.key)
+            elif img.key in now:
+                tw.updates.append((img.key, img.values))
+            else:
+                tw.inserts.append((img.key, img.values))
+                if img.id is not None:
+                    tw.restore_ids[img.key] = img.id
+        writes[name] = tw
+    execute(cur, catalog=catalog, writes=writes, keymap=keymap)
 
 
 def _unproven(
@@ -259,14 +293,24 @@ def _unproven(
 
 
 def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:
-    """Connect to ``dsn``, roll back and commit when proven; on any error the transaction is undone."""
-    conn = pg.connect(dsn, application_name="gardien rollback")
-    try:
-        result = rollback_deployment(conn, deployment_id, **kwargs)
-        conn.commit()
-        return result
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        conn.close()
+    """Connect to ``dsn``, roll back and commit when proven; on any error the transaction is undone.
+
+    Every database failure becomes a RollbackError naming its cause and saying whether anything changed
+    (gardien.faults); a connection lost during COMMIT is settled by reading the target's journal.
+    """
+
+    def committed(cur: Any, _result: RollbackResult) -> bool:
+        dep = journal.find(cur, deployment_id)
+        return dep is not None and dep.rolled_back_at is not None
+
+    return faults.run(
+        dsn,
+        application="gardien rollback",
+        target=kwargs.get("target", "target"),
+        what="rollback",
+        error=RollbackError,
+        unchanged="nothing was rolled back: the target is still as deployed",
+        work=lambda conn: rollback_deployment(conn, deployment_id, **kwargs),
+        changed=lambda result: result.status == "rolled_back",
+        committed=committed,
+    )

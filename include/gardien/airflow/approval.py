@@ -389,6 +389,9 @@ def _body(
         f"**Release** `{facts.release}` to **{requirement.environment}**"
         + (" — **EMERGENCY**" if facts.emergency else ""),
         f"**Changeset** `{facts.changeset_id}` (your approval is bound to this hash; if it changes, it is void)",
+        # The release board's review page (plugins/gardien_plugin.py), this seat's own changes first.
+        f"**Review the changes**: [{facts.release} — review for {seat.label}]"
+        f"(/gardien/releases/{quote(facts.release, safe='')}/review?{urlencode({'seat': seat.label})})",
         f"**Tables touched**: {tables}",
         f"**Requested by**: {facts.requested_by} (cannot approve)",
         f"**This seat**: {seat.title}, {seat.why}; {seat_index + 1} of {len(requirement.seats)} approvals",

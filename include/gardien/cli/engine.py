@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gardien.changeset import Changeset
+from gardien.changeset import Changeset, read_changeset
 from gardien.config import DEFAULT_CONFIG_PATH, load_config, resolve_environment
 from gardien.errors import UsageError
 from gardien.portable import key_text
@@ -64,13 +64,7 @@ def _emit(data: dict[str, Any]) -> None:
 
 
 def _read_changeset(path: Path) -> Changeset:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read changeset {path}: {exc.strerror}. Give the file `gardien diff -o` wrote."
-        ) from exc
-    return Changeset.from_json(text)
+    return read_changeset(path)
 
 
 def diff_cmd(
@@ -139,9 +133,11 @@ def apply_cmd(
         str | None, typer.Option("--label", help="Release label recorded in the journal.")
     ] = None,
     lock_timeout: Annotated[
-        int, typer.Option(help="Milliseconds to wait for the target's deployment lock.")
+        int, typer.Option(min=1, help="Milliseconds to wait for the target's deployment lock.")
     ] = 10_000,
-    statement_timeout: Annotated[int, typer.Option(help="Milliseconds allowed per statement.")] = 600_000,
+    statement_timeout: Annotated[
+        int, typer.Option(min=1, help="Milliseconds allowed per statement.")
+    ] = 600_000,
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     break_glass: Annotated[
@@ -219,6 +215,8 @@ def apply_cmd(
     for note in result.drift:
         typer.echo(f"  drift (not blocking): {note.describe()}")
     typer.echo(f"  fingerprint {result.fingerprint_before[:12]} → {result.fingerprint_after[:12]}")
+    if result.note:
+        typer.echo(f"  note: {result.note}")
 
 
 def rollback_cmd(
@@ -227,6 +225,14 @@ def rollback_cmd(
     config: ConfigOpt = None,
     force: Annotated[
         bool, typer.Option("--force", help="Roll back even if later deployments touched the same rows.")
+    ] = False,
+    keep_later_edits: Annotated[
+        bool,
+        typer.Option(
+            "--keep-later-edits",
+            help="Keep the edits made since the deployment to fields it did not change (recorded in the proof); "
+            "without it any such edit refuses the rollback.",
+        ),
     ] = False,
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
@@ -265,6 +271,7 @@ def rollback_cmd(
                 target=env.name,
                 rolled_back_at=operator.now,
                 force=force,
+                keep_later_edits=keep_later_edits,
             )
     except RollbackError as exc:
         if recorded and "manual repair" in str(exc):
@@ -287,7 +294,7 @@ def rollback_cmd(
             changeset_id=result.changeset_id,
             proven=result.proven,
             fingerprints={"expected": result.fingerprint_expected, "restored": result.fingerprint_restored},
-            detail=None,
+            detail=_kept_detail(result.kept_later_edits),
             operator=operator,
         )
     if as_json:
@@ -297,6 +304,22 @@ def rollback_cmd(
         f"{result.status.replace('_', ' ')}: deployment {result.deployment_id} on {env.name}; restoration "
         f"{'proven' if result.proven else 'NOT proven'} (fingerprint {result.fingerprint_restored[:12]} = "
         f"pre-deployment {result.fingerprint_expected[:12]})"
+    )
+    if result.note:
+        typer.echo(f"  note: {result.note}")
+    for kept in result.kept_later_edits:
+        typer.echo(
+            f"  later edit kept (set back after the proven restoration): {kept['table']} "
+            f"{key_text(tuple(kept['key']))} {kept['field']} = {kept['value']!r}"
+        )
+
+
+def _kept_detail(kept: tuple[dict[str, Any], ...]) -> str | None:
+    """What a rollback with --keep-later-edits kept, for the ledger (None when nothing was kept)."""
+    if not kept:
+        return None
+    return "later edits kept (--keep-later-edits): " + "; ".join(
+        f"{k['table']} {key_text(tuple(k['key']))} {k['field']} = {k['value']!r}" for k in kept
     )
 
 

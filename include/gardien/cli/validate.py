@@ -67,16 +67,10 @@ def validate_cmd(
         _list(env.dsn, catalog=cfg.catalog, settings=settings, as_json=as_json)
         return
     if changeset is not None:
-        from gardien.changeset import Changeset
+        from gardien.changeset import read_changeset
         from gardien.validation.bridge import engine_apply, summary_from_changeset
 
-        try:
-            text = changeset.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read changeset {changeset}: {exc.strerror}. Give the file `gardien diff -o` wrote."
-            ) from exc
-        cs = Changeset.from_json(text)
+        cs = read_changeset(changeset)
         now = dt.datetime.now(dt.UTC)
         report = rehearse(
             env.dsn,

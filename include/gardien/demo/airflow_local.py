@@ -125,6 +125,8 @@ def fingerprint(root: Path, settings: dict[str, str]) -> str:
         pkg / "airflow" / "listener.py",
         pkg / "airflow" / "answer_recorder.py",
         pkg / "release" / "ids.py",
+        pkg / "airflow" / "board_app.py",
+        *sorted((pkg / "board").rglob("*.*")),  # the release board's code, templates and stylesheet
         *sorted((pkg / "calendar").rglob("*.py")),
     ]
     for f in loaded_by_plugin:  # task code is imported afresh by each task process: no restart needed

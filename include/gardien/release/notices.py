@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,37 @@ def notify(svc: Any, kind: str, **data: Any) -> None:
         slack_glue.send(svc, kind, environ=os.environ, **data)
     except Exception:  # a notification must never fail or delay a release
         log.exception("notification %s for %s could not be sent", kind, data.get("release_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class _ConfigOnly:
+    """What ``notify`` needs outside a release path: the configuration."""
+
+    config: Any
+
+
+def announce_watch(config: Any, result: Any) -> None:
+    """The drift watch's notices for one environment (a gardien.release.drift_watch.WatchResult): journal rows
+    reconciliation found unrecorded (alerts first), and a new drift. Never raises; Slack down: the outbox."""
+    holder = _ConfigOnly(config)
+    if result.reconciled:
+        notify(
+            holder,
+            "reconciled",
+            environment=result.environment,
+            findings=list(result.reconciled),
+            alerted=list(result.alerted),
+        )
+    if result.status == "drift":
+        notify(
+            holder,
+            "drift_detected",
+            environment=result.environment,
+            release_id=result.last_release,
+            tables={
+                t.table: [r.to_dict() for r in t.rows] or [{"note": t.note}] for t in result.report.tables
+            },
+        )
 
 
 def notify_task_failure(*, where: str, error: str) -> None:

@@ -109,6 +109,12 @@ def build(svc: Any, kind: str, data: Mapping[str, Any]) -> Any:
             for t, keys in (data.get("tables") or {}).items()
         ]
         return messages.drift_detected(environment=data["environment"], drifts=drifts, release_id=rid)
+    if kind == "reconciled":
+        return messages.reconciled(
+            environment=data["environment"],
+            findings=list(data.get("findings") or []),
+            alerted=list(data.get("alerted") or []),
+        )
     return None
 
 
