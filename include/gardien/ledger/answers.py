@@ -2,7 +2,7 @@
 
 Airflow 3.3.2 can lose an answer given while an approval task is still pausing into ``awaiting_input``: the
 task is retried and the retry wipes the answer from Airflow's ``hitl_detail`` row. Gardien therefore keeps
-its own record, as two chained events (docs/adr/0007-approval-answers.md):
+its own record, as two chained events (docs/adr/0011-approval-answers.md):
 
 - ``approval.requested``: written by the seat's task *before* Airflow shows the Required Action (release,
   changeset, seat, role, who may answer). It is what ties an Airflow task to a release seat.
