@@ -16,7 +16,7 @@ PGENV := $(STATE)/pg.env
 INTERACTIVE ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: help install pg demo stop test test-ui test-distributed lint format bench clean
+.PHONY: help install pg demo stop test test-ui test-distributed lint format bench clean compose-check
 
 help:
 	@echo "make demo    run one complete release of the demo hospital configuration (INTERACTIVE=1: approve in the UI)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test-ui  browser tests of the release board in Chromium (installs Chromium and Playwright if missing)"
 	@echo "make test-distributed  releases to 10 targets on CeleryExecutor (starts the distributed Airflow, leaves it up)"
 	@echo "make bench   benchmarks (figures go to docs/benchmarks.md)"
+	@echo "make compose-check  start docker-compose.yml (podman), run releases through it, kill a worker (docs/compose-check.md)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -81,6 +82,17 @@ test-distributed: pg
 
 bench: pg
 	@set -a; source $(PGENV); set +a; $(PY) bench/run.py
+
+# The container deployment, for real: images (local ones when no registry answers), the whole compose stack,
+# two releases through the REST API, a restart, 3 workers, one killed mid-release. Never part of `make test`.
+COMPOSE_PACKAGES := podman runc podman-compose debootstrap uidmap slirp4netns fuse-overlayfs
+compose-check: install
+	@if ! command -v podman >/dev/null || ! command -v podman-compose >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(COMPOSE_PACKAGES) >/dev/null; \
+	  else echo "error: install $(COMPOSE_PACKAGES) (Debian packages) first" >&2; exit 3; fi; \
+	fi
+	@$(PY) deploy/compose_check.py $(COMPOSE_CHECK_ARGS)
 
 clean: stop
 	rm -rf $(STATE) $(VENV) .pytest_cache .ruff_cache

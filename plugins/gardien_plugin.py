@@ -6,6 +6,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from gardien.airflow import board_app
 from gardien.airflow import listener as release_listener
+from gardien.airflow.answer_recorder import AnswerRecorder
 
 # DAG files import the timetable from this same module path; serialization looks it up by that path.
 from gardien.airflow.timetable import ManualReleaseTimetable, ReleaseWindowTimetable
@@ -17,6 +18,8 @@ class GardienPlugin(AirflowPlugin):
     name = "gardien"
     timetables = [ReleaseWindowTimetable, ManualReleaseTimetable]  # both make release ids the run ids
     listeners = [release_listener]  # writes each release run's outcome into its note
+    # Records each answer to an approval seat in the ledger the moment the API server accepts it.
+    fastapi_root_middlewares = [{"middleware": AnswerRecorder, "name": "gardien-approval-answers"}]
     # The release board (server-rendered pages, every asset served by the app itself) behind Airflow's auth.
     fastapi_apps = [
         {"app": board_app.create_app(), "url_prefix": board_app.URL_PREFIX, "name": "Gardien release board"}

@@ -16,7 +16,7 @@ from gardien import pg
 from gardien.errors import ConfigurationError
 
 DEFAULT_CONFIG_PATH = Path("include/config/gardien.yaml")
-_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR_START_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)")
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -213,22 +213,7 @@ def substitute(value: Any, *, environ: Mapping[str, str], source: str, where: st
     Raises ConfigurationError naming the variable, the file and the place when a variable is unset.
     """
     if isinstance(value, str):
-
-        def _one(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if environ.get(name):
-                return environ[name]
-            if default is not None:
-                return default
-            # Set but empty counts as unset (as the shell's ${VAR:-default} does): an empty user, host or
-            # DSN would fall back to libpq's defaults and connect to whatever answers there.
-            state = "is set but empty" if name in environ else "is not set"
-            raise ConfigurationError(
-                f"{source}: {where}: environment variable {name} {state}. "
-                f"Export {name} with a value or write ${{{name}:-default}} in the file."
-            )
-
-        return _VAR_RE.sub(_one, value)
+        return _expand(value, environ=environ, source=source, where=where)
     if isinstance(value, dict):
         return {
             k: substitute(v, environ=environ, source=source, where=f"{where}.{k}") for k, v in value.items()
@@ -238,6 +223,54 @@ def substitute(value: Any, *, environ: Mapping[str, str], source: str, where: st
             substitute(v, environ=environ, source=source, where=f"{where}[{i}]") for i, v in enumerate(value)
         ]
     return value
+
+
+def _expand(text: str, *, environ: Mapping[str, str], source: str, where: str) -> str:
+    """``text`` with each ``${VAR}`` / ``${VAR:-default}`` replaced; a default may itself hold ``${...}``
+    (``${GARDIEN_LEDGER_DSN:-${GARDIEN_PG_DSN:-...}}``) and is expanded only when used. Values from the
+    environment are taken verbatim (never expanded again); text that is not a reference stays as it is."""
+    out: list[str] = []
+    pos = 0
+    while (match := _VAR_START_RE.search(text, pos)) is not None:
+        name, after = match.group(1), match.group(2)
+        end = match.end() if after == "}" else _closing_brace(text, match.end())
+        if end is None:  # unbalanced: not a reference
+            out.append(text[pos : match.end()])
+            pos = match.end()
+            continue
+        out.append(text[pos : match.start()])
+        if environ.get(name):
+            out.append(environ[name])
+        elif after == ":-":
+            out.append(_expand(text[match.end() : end - 1], environ=environ, source=source, where=where))
+        else:
+            # Set but empty counts as unset (as the shell's ${VAR:-default} does): an empty user, host or
+            # DSN would fall back to libpq's defaults and connect to whatever answers there.
+            state = "is set but empty" if name in environ else "is not set"
+            raise ConfigurationError(
+                f"{source}: {where}: environment variable {name} {state}. "
+                f"Export {name} with a value or write ${{{name}:-default}} in the file."
+            )
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """Index just past the ``}`` closing a reference whose default starts at ``start`` (nested ``${`` count)."""
+    depth = 1
+    i = start
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
 
 
 _FIXES = {

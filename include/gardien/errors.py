@@ -96,3 +96,9 @@ class LedgerError(GardienError):
     """The audit ledger is unreachable, inconsistent, or its hash chain is broken."""
 
     exit_code = 11
+
+
+class AuthenticationError(GardienError):
+    """Airflow refused the credentials (wrong user name or password): nothing was answered."""
+
+    exit_code = 12

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gardien.errors import ApprovalError, EnvironmentUnavailableError, GardienError
+from gardien.errors import AuthenticationError, EnvironmentUnavailableError, GardienError
 
 # Airflow 3.3.2 can lose an answer that lands while the task is still pausing into awaiting_input (the task
 # is then retried and asks again). An answer is sent only once the Required Action is this old.
@@ -85,8 +85,9 @@ class AirflowAPI:
                 )
             except AirflowAPIError as exc:
                 if exc.status in (401, 403):
-                    raise ApprovalError(
-                        f"Airflow refused the credentials of user {self.username!r}; check the user name and password."
+                    raise AuthenticationError(
+                        f"authentication failed: Airflow refused the credentials of user {self.username!r}; "
+                        "check the user name and password. Nothing was answered."
                     ) from exc
                 raise
             self._token = res["access_token"]

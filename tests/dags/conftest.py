@@ -129,3 +129,31 @@ def login(api_url: str, passwords: dict[str, str]) -> Callable[[str], Any]:
     from gardien.restapi import AirflowAPI
 
     return lambda user: AirflowAPI(base_url=api_url, username=user, password=passwords[user])
+
+
+@pytest.fixture(scope="module")
+def approval_ledger(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh ledger named by GARDIEN_CONFIG (a copy of the demo configuration): the seats and the API
+    server record requests and answers there. Yields the ledger's DSN."""
+    import uuid
+
+    import yaml
+
+    from gardien import ledger, pg
+
+    name = f"gt_approval_{uuid.uuid4().hex[:8]}_ledger"
+    conn = pg.connect(pg.create_database(pg_admin_dsn, name))
+    try:  # `gardien ledger migrate`: seats, like release steps, never create the schema
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()
+    data = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
+    data["ledger"]["database"] = name
+    config = tmp_path_factory.mktemp("approval") / "gardien.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GARDIEN_CONFIG", str(config))
+        mp.setenv("GARDIEN_PG_DSN", pg_admin_dsn)
+        yield pg.dsn_for_database(pg_admin_dsn, name)
+    pg.drop_database(pg_admin_dsn, name)

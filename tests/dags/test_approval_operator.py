@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 from hitl_support import Approvers, gardien_cli
 
 from gardien.cli.approvals import APPROVE, REJECT, answer_release
-from gardien.errors import ApprovalError
+from gardien.errors import ApprovalError, AuthenticationError
 from gardien.restapi import AirflowAPI, AirflowAPIError
 
 pytestmark = [pytest.mark.dag, pytest.mark.timeout(180)]
@@ -23,22 +25,29 @@ WAIT = 60.0  # seconds a background approver waits for a Required Action to appe
 
 
 @pytest.fixture(scope="module")
-def approval_dag(airflow_db: Path) -> Iterator[Any]:
+def approval_dag(airflow_db: Path, approval_ledger: str) -> Iterator[Any]:
     """The test DAG, with a DAG bundle pointing at its folder so dag.test() can serialize it."""
+    with approval_dags(DAG_FOLDER) as bag:
+        yield bag.dags[DAG_ID]
+
+
+@contextmanager
+def approval_dags(folder: Path) -> Iterator[Any]:
+    """The DagBag of ``folder``, with a DAG bundle pointing at it so dag.test() can serialize its DAGs."""
     bundles = [
         {
             "name": "gardien-approval-tests",
             "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(DAG_FOLDER), "refresh_interval": 0},
+            "kwargs": {"path": str(folder), "refresh_interval": 0},
         }
     ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
         from airflow.dag_processing.dagbag import DagBag
 
-        bag = DagBag(dag_folder=str(DAG_FOLDER))
+        bag = DagBag(dag_folder=str(folder))
         assert bag.import_errors == {}
-        yield bag.dags[DAG_ID]
+        yield bag
 
 
 def run_release(dag: Any, approvers: Approvers, **conf: Any) -> tuple[Any, dict[str, str]]:
@@ -50,9 +59,11 @@ def run_release(dag: Any, approvers: Approvers, **conf: Any) -> tuple[Any, dict[
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
 
 
-def xcom(admin: AirflowAPI, run_id: str, task_id: str, key: str = "return_value") -> Any:
+def xcom(
+    admin: AirflowAPI, run_id: str, task_id: str, key: str = "return_value", *, dag_id: str = DAG_ID
+) -> Any:
     path = (
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}?deserialize=true"
     )
     return admin._request("GET", path)["value"]
 
@@ -79,7 +90,8 @@ def test_approval_assigned_approvers_approve_and_others_get_403(
         seen["requester"] = gardien_cli(api_url, passwords, "parametreur", "approve", run_id, "--dag", DAG_ID)
         seen["non_assigned"] = refused(lambda: answer("chef.projet"), r"chef\.projet may not answer")
         seen["stale_client"] = refused(
-            lambda: answer("pharma.chef", changeset="cs-old"), r"you reviewed changeset cs-old but"
+            lambda: answer("pharma.chef", changeset="cs-0ld0ld0ld0ld"),
+            r"you reviewed changeset cs-0ld0ld0ld but",
         )
         seen["approved1"] = gardien_cli(
             api_url,
@@ -90,7 +102,7 @@ def test_approval_assigned_approvers_approve_and_others_get_403(
             "--dag",
             DAG_ID,
             "--changeset",
-            "cs-a1b2c3d4e5f6",
+            "cs-a1b2c3d4e",  # the 12-character id shown everywhere
         )
         seen["twice"] = refused(
             lambda: _raise_refusal(login("pharma.adjoint"), run_id, "approve_seat_1"), r"already answered"
@@ -232,8 +244,24 @@ def _expire(run_id: str, task_id: str) -> None:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils import timezone
     from airflow.utils.session import create_session
-    from sqlalchemy import update
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select, update
 
+    # The Required Action is listed as soon as it is written, a moment before the task has parked: sweep
+    # only once it is parked, or the park would set a fresh deadline over ours.
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with create_session() as session:
+            state = session.scalar(
+                select(TaskInstance.state).where(
+                    TaskInstance.dag_id == DAG_ID,
+                    TaskInstance.run_id == run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            )
+        if state == TaskInstanceState.AWAITING_INPUT:
+            break
+        time.sleep(0.2)
     with create_session() as session:
         session.execute(
             update(TaskInstance)
@@ -319,8 +347,44 @@ def test_cli_unknown_release_is_refused(login: Callable[[str], AirflowAPI]) -> N
 
 def test_cli_wrong_password_is_refused(api_url: str) -> None:
     api = AirflowAPI(base_url=api_url, username="chef.projet", password="not-the-password")
-    with pytest.raises(ApprovalError, match=r"Airflow refused the credentials of user 'chef\.projet'"):
+    with pytest.raises(AuthenticationError, match=r"Airflow refused the credentials of user 'chef\.projet'"):
         answer_release(api, release="R-1", dag_id=DAG_ID, option=APPROVE)
+
+
+def test_cli_wrong_password_exits_12_authentication_failed(api_url: str, passwords: dict[str, str]) -> None:
+    done = gardien_cli(
+        api_url, {**passwords, "chef.projet": "not-the-password"}, "chef.projet", "approve", "R-1"
+    )
+    assert done.returncode == 12, done.stderr
+    assert "authentication failed" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("prefix", ["cs-a1b2c3d4", "   ", "abc"], ids=["11-chars", "blank", "3-chars"])
+def test_cli_changeset_prefix_shorter_than_12_is_a_usage_error(
+    api_url: str, passwords: dict[str, str], prefix: str
+) -> None:
+    done = gardien_cli(api_url, passwords, "chef.projet", "approve", "R-1", "--changeset", prefix)
+    assert done.returncode == 2, done.stderr
+    assert (
+        "is too short: give at least 12 characters" in done.stderr and "Nothing was answered" in done.stderr
+    )
+
+
+def test_cli_changeset_prefix_naming_two_pending_changesets_is_ambiguous() -> None:
+    from gardien.cli.approvals import _reviewed
+    from gardien.errors import UsageError
+
+    def pending(changeset: str, task: str) -> dict[str, Any]:
+        return {"task_instance": {"task_id": task}, "params": {"changeset_id": {"value": changeset}}}
+
+    both = [pending("ab12cd34ef56" + "0" * 52, "approve_a"), pending("ab12cd34ef56" + "1" * 52, "approve_b")]
+    with pytest.raises(UsageError, match=r"--changeset ab12cd34ef56 is ambiguous: it starts 2 changeset ids"):
+        _reviewed(both, changeset="ab12cd34ef56", release="R-9")
+    assert (
+        _reviewed(both, changeset="ab12cd34ef561", release="R-9")["task_instance"]["task_id"] == "approve_b"
+    )
+    with pytest.raises(ApprovalError, match=r"you reviewed changeset ab12cd34ef57 but release R-9 now asks"):
+        _reviewed(both, changeset="ab12cd34ef57", release="R-9")
 
 
 @pytest.mark.parametrize(

@@ -82,8 +82,22 @@ def test_parse_config_structured_scope_is_accepted():
         ("${PGX}", {"PGX": "postgresql://h/db"}, "postgresql://h/db"),
         ("${PGX:-postgresql://d/db}", {}, "postgresql://d/db"),
         ("postgresql://${U}@h/db", {"U": "me"}, "postgresql://me@h/db"),
+        ("${A:-${B:-postgresql://d/db}}", {"B": "postgresql://b/db"}, "postgresql://b/db"),
+        ("${A:-${B:-postgresql://d/db}}", {}, "postgresql://d/db"),
+        ("${A:-${B}}", {"A": "postgresql://a/db"}, "postgresql://a/db"),
+        ("${A:-x}/${B:-y}", {}, "x/y"),
+        ("${A}", {"A": "postgresql://u:${p}@h/db"}, "postgresql://u:${p}@h/db"),
     ],
-    ids=["set", "default", "inside-string"],
+    ids=[
+        "set",
+        "default",
+        "inside-string",
+        "nested-default",
+        "nested-fallback",
+        "unset-nested-unused",
+        "two",
+        "value-verbatim",
+    ],
 )
 def test_parse_config_substitutes_environment_variables(dsn, environ, expected):
     cfg = parse_config({"environments": {"e": {"dsn": dsn}}, "catalog": {"tables": [TABLE]}}, environ=environ)
@@ -99,6 +113,12 @@ def test_load_config_missing_variable_names_it_and_the_file(tmp_path):
         ConfigurationError, match=rf"{path}: environments.e.dsn: environment variable NOPE_VAR is not set"
     ):
         load_config(path, environ={})
+
+
+def test_parse_config_nested_default_names_the_innermost_unset_variable():
+    doc = {"environments": {"e": {"dsn": "${A:-${B}}"}}, "catalog": {"tables": [TABLE]}}
+    with pytest.raises(ConfigurationError, match=r"environment variable B is not set"):
+        parse_config(doc, environ={})
 
 
 @pytest.mark.parametrize(

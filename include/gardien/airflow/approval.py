@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Context, Param
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowFailException
 
+from gardien.airflow.answer_recorder import (
+    LedgerOpener,
+    answer_already_given,
+    config_file,
+    ledger_from_config,
+    record_task_answer,
+    seat_request,
+)
 from gardien.errors import ApprovalError, ConfigurationError
+from gardien.ledger import answers as seat_answers
 from gardien.policy import (
     ApprovalPolicy,
     ApprovalVote,
@@ -39,6 +49,7 @@ class ReleaseFacts:
 
 
 ReleaseFactsSource = Callable[[Context], ReleaseFacts]
+MIN_SEAT_RETRIES = 3  # Airflow can lose a try of a seat to its pause race, more than once under load
 
 
 def facts_from_conf(context: Context) -> ReleaseFacts:
@@ -73,9 +84,7 @@ def policy_from_yaml(path: str | Path | None = None) -> PolicyLoader:
     def load() -> ApprovalPolicy:
         import yaml  # run time only: DAG files stay cheap to parse
 
-        where = Path(
-            path or os.environ.get("GARDIEN_CONFIG") or Path(__file__).parents[2] / "config/gardien.yaml"
-        )
+        where = config_file(path)
         try:
             raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
         except OSError as exc:
@@ -86,6 +95,18 @@ def policy_from_yaml(path: str | Path | None = None) -> PolicyLoader:
         return parse_policy(raw.get("approvals"), source=str(where.name), known_tables=tables)
 
     return load
+
+
+def review_url(*, base_url: str, release_id: str) -> str:
+    """The board's review page of a release (what the approval request links to)."""
+    return f"{base_url.rstrip('/')}/gardien/releases/{quote(release_id, safe='')}/review"
+
+
+def airflow_base_url() -> str | None:
+    """Airflow's `[api] base_url` (the demo sets it), or None when unset."""
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback=None) or None
 
 
 def required_action_url(*, base_url: str, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -109,6 +130,11 @@ class GardienApprovalOperator(ApprovalOperator):
     may have changed meanwhile). Reject, timeout, a stale changeset or a refused approver fail the task
     (no retry) and record why in the XCom key ``rejection``. A seat the release does not need succeeds at
     once with ``{"required": False}``.
+
+    No answer is lost (Airflow 3.3.2 can lose one given while the task pauses): the request is recorded in
+    the ledger before Airflow shows it, the API server records each answer when it accepts it (see
+    gardien.airflow.answer_recorder), and a retried seat resumes from an answer already given (the ledger's,
+    else Airflow's own row of the previous try) instead of asking again.
     """
 
     template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "environment")
@@ -121,24 +147,27 @@ class GardienApprovalOperator(ApprovalOperator):
         policy: PolicyLoader | None = None,
         release_facts: ReleaseFactsSource = facts_from_conf,
         earlier_seats: Sequence[str] = (),
+        ledger: LedgerOpener | None = None,
+        review_base_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         if seat_index < 0:
             raise ValueError(f"seat_index must be >= 0 (got {seat_index})")
         kwargs.setdefault("subject", f"Gardien approval, seat {seat_index + 1}")
-        params = {
-            "changeset_id": Param("", type="string", description="Changeset hash you are approving"),
-            "reason": Param("", type="string", description="Why (mandatory when rejecting)"),
-        }
         # DAG-level params arrive here through default arguments; the approval form shows only its own fields.
         kwargs.pop("params", None)
+        # Decisions fail with AirflowFailException (never retried); retries only ever replay a seat that Airflow
+        # lost (its pause race, an API error): each such retry resumes from the answer already given.
+        kwargs["retries"] = max(int(kwargs.get("retries") or 0), MIN_SEAT_RETRIES)
         # Reject as the default answer: the scheduler's timeout sweep answers with it (timeout = rejection).
-        super().__init__(defaults=[self.REJECT], params=params, fail_on_reject=False, **kwargs)
+        super().__init__(defaults=[self.REJECT], params=_form(""), fail_on_reject=False, **kwargs)
         self.seat_index = seat_index
         self.environment = environment
         self.policy = policy or policy_from_yaml()
         self.release_facts = release_facts
         self.earlier_seats = tuple(earlier_seats)
+        self.ledger = ledger or ledger_from_config()
+        self.review_base_url = review_base_url
 
     # --- request --------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -156,6 +185,24 @@ class GardienApprovalOperator(ApprovalOperator):
         seat = requirement.seats[self.seat_index]
         taken = self._earlier_approvers(context)
         users = sorted(seat.candidates - taken)
+        request = seat_request(
+            context["ti"],
+            release_id=facts.release,
+            changeset_id=facts.changeset_id,
+            seat=self.seat_index,
+            role=seat.label,
+            assigned=users,
+        )
+        given = answer_already_given(self.ledger, context, request)
+        if given is not None:
+            self.log.info(
+                "Seat %d: %s already answered at %s; not asking again",
+                self.seat_index + 1,
+                given.responder,
+                given.responded_at.isoformat(),
+            )
+            self.params = _form(facts.changeset_id)
+            return self._decide(context, facts, given.event_payload(), request=request)
         if not users:
             self._fail(
                 context,
@@ -169,12 +216,23 @@ class GardienApprovalOperator(ApprovalOperator):
         self.subject = (
             f"[{self.environment}] Release {facts.release}: {seat.title}, changeset {facts.changeset_id[:12]}"
         )
-        self.body = _body(facts, requirement, seat_index=self.seat_index, assigned=users)
-        # Prefilled so the answer carries the hash the approver saw (the UI form and the CLI send it back).
-        self.params["changeset_id"] = Param(facts.changeset_id, type="string", description="Changeset hash")
+        self.body = _body(
+            facts,
+            requirement,
+            seat_index=self.seat_index,
+            assigned=users,
+            review=self._review_link(facts.release),
+        )
+        # A fresh form: Airflow writes the run conf's values into the task's params of the same name (the
+        # requester's `reason`), which would pre-fill the approver's form with someone else's words. Only the
+        # changeset is pre-filled, so the answer carries the hash the approver saw (UI and CLI send it back).
+        self.params = _form(facts.changeset_id)
         self.hitl_summary_extra.update(
             {"release": facts.release, "changeset_id": facts.changeset_id, "seat": self.seat_index}
         )
+        # Recorded before Airflow shows the request: the API server ties each answer to this seat through it.
+        with self.ledger() as conn:
+            seat_answers.record_request(conn, request, at=datetime.now(UTC))
         return super().execute(context)
 
     # --- answer ---------------------------------------------------------------------------------------
@@ -182,6 +240,16 @@ class GardienApprovalOperator(ApprovalOperator):
         facts = self.release_facts(context)
         if event.get("error_type") == "timeout":
             self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        return self._decide(context, facts, event, request=None)
+
+    def _decide(
+        self,
+        context: Context,
+        facts: ReleaseFacts,
+        event: dict[str, Any],
+        *,
+        request: seat_answers.SeatRequest | None,
+    ) -> Any:
         try:  # validates the chosen options and the params form; skips ApprovalOperator's skip-on-reject
             answer = HITLOperator.execute_complete(self, context, event)
         except ValueError as exc:
@@ -190,12 +258,18 @@ class GardienApprovalOperator(ApprovalOperator):
         params_input = answer.get("params_input") or {}
         if event.get("timedout") or user is None:
             self._fail(context, facts, by=None, reason="timeout: no answer before the approval deadline")
+        request = record_task_answer(self.ledger, context["ti"], answer, request=request)
+        answered = {
+            "responded_at": _iso(answer.get("responded_at")),
+            "role": request.role if request is not None else None,
+        }
         if answer["chosen_options"] != [self.APPROVE]:
             self._fail(
                 context,
                 facts,
                 by=user,
                 reason=str(params_input.get("reason") or "").strip() or "no reason given",
+                **answered,
             )
 
         requirement = self._requirement(self.policy(), facts, context)
@@ -214,17 +288,23 @@ class GardienApprovalOperator(ApprovalOperator):
                 already_approved=self._earlier_approvers(context),
             )
         except ApprovalError as exc:
-            self._fail(context, facts, by=user, reason=f"approval refused: {exc}")
+            self._fail(context, facts, by=user, reason=f"approval refused: {exc}", **answered)
         self.log.info(
             "Seat %d approved by %s for changeset %s", self.seat_index + 1, user, facts.changeset_id
         )
         return {
             **answer,
+            "responded_at": _iso(answer.get("responded_at")),
             "approved": True,
             "seat": self.seat_index,
+            "role": requirement.seats[self.seat_index].label,
             "changeset_id": facts.changeset_id,
             "release": facts.release,
         }
+
+    def _review_link(self, release_id: str) -> str | None:
+        base = self.review_base_url or airflow_base_url()
+        return review_url(base_url=base, release_id=release_id) if base else None
 
     # --- helpers --------------------------------------------------------------------------------------
     def _requirement(self, policy: ApprovalPolicy, facts: ReleaseFacts, context: Context) -> Requirement:
@@ -253,7 +333,16 @@ class GardienApprovalOperator(ApprovalOperator):
             if isinstance(v, Mapping) and v.get("approved") and v.get("responded_by_user")
         }
 
-    def _fail(self, context: Context, facts: ReleaseFacts, *, by: str | None, reason: str) -> NoReturn:
+    def _fail(
+        self,
+        context: Context,
+        facts: ReleaseFacts,
+        *,
+        by: str | None,
+        reason: str,
+        responded_at: str | None = None,
+        role: str | None = None,
+    ) -> NoReturn:
         # Recorded before failing so the ledger, the report and Slack can say who ended the release and why.
         context["ti"].xcom_push(
             key="rejection",
@@ -263,6 +352,7 @@ class GardienApprovalOperator(ApprovalOperator):
                 "seat": self.seat_index,
                 "by": by,
                 "reason": reason,
+                **({"responded_at": responded_at, "role": role} if by else {}),
             },
         )
         who = f" by {by}" if by else ""
@@ -272,7 +362,27 @@ class GardienApprovalOperator(ApprovalOperator):
         )
 
 
-def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, assigned: Sequence[str]) -> str:
+def _form(changeset_id: str) -> ParamsDict:
+    """The approver's form: the changeset they approve (pre-filled) and their own, empty, reason."""
+    form = {
+        "changeset_id": Param(changeset_id, type="string", description="Changeset hash you are approving"),
+        "reason": Param("", type="string", description="Your comment (mandatory when rejecting)"),
+    }
+    return ParamsDict(form)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _body(
+    facts: ReleaseFacts,
+    requirement: Requirement,
+    *,
+    seat_index: int,
+    assigned: Sequence[str],
+    review: str | None = None,
+) -> str:
     seat = requirement.seats[seat_index]
     tables = ", ".join(sorted(facts.tables_touched)) or "(none)"
     lines = [
@@ -288,7 +398,9 @@ def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, ass
         f"**Assigned**: {', '.join(assigned)}",
     ]
     if facts.reason:
-        lines.append(f"**Reason**: {facts.reason}")
+        lines.append(f"**Reason given by the requester**: {facts.reason}")
+    if review:
+        lines.append(f"**Review the changes**: [{review}]({review})")
     lines.append(
         "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
     )

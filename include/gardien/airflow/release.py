@@ -226,6 +226,29 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
     context = get_current_context()
     svc = service(path_name)
     ctx = step_context(context)
+    answers = record_seat_approvals(svc, release_id, seat_task_ids, context=context, ctx=ctx)
+    approvers = [a["by"] for a in answers]
+    svc.set_status(release_id, "approved", ctx=ctx, reason=f"approved by {', '.join(approvers)}")
+    log.info(summaries.approved(release_id=release_id, answers=answers))
+    notices.notify(svc, "approved", release_id=release_id, approvers=approvers)
+    return approvers
+
+
+def as_datetime(value: Any) -> datetime | None:
+    from gardien.airflow.answer_recorder import as_datetime as parse
+
+    return parse(value)
+
+
+def record_seat_approvals(
+    svc: Any, release_id: str, seat_task_ids: list[str], *, context: Context, ctx: Any
+) -> list[dict[str, str]]:
+    """Record in the ledger each approval a seat accepted (once: retries and ``close`` call it again).
+
+    Each record carries when the person answered (Airflow's response time), the seat and its role. ``close``
+    calls it too, so a release that fails after some seats approved still lists the approvals given.
+    Returns ``{"by", "role"}`` per approval given.
+    """
     from gardien import ledger
 
     with svc.ledger() as conn:
@@ -251,13 +274,13 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
             approver=user,
             decision="approved",
             changeset_id=answer["changeset_id"],
-            comment=(answer.get("params_input") or {}).get("reason") or None,
+            comment=str((answer.get("params_input") or {}).get("reason") or "").strip() or None,
             ctx=ctx,
+            answered_at=as_datetime(answer.get("responded_at")),
+            seat=answer.get("seat"),
+            role=answer.get("role"),
         )
-    svc.set_status(release_id, "approved", ctx=ctx, reason=f"approved by {', '.join(approvers)}")
-    log.info(summaries.approved(release_id=release_id, answers=answers))
-    notices.notify(svc, "approved", release_id=release_id, approvers=approvers)
-    return approvers
+    return answers
 
 
 def withdraw_approvals(seat_task_ids: list[str]) -> None:
@@ -398,6 +421,11 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
     extracted = context["ti"].xcom_pull(task_ids="extract")
     if extracted is False:
         hint = "empty"
+    if hint != "empty":
+        try:  # approvals given before the release failed (a later seat rejected, ...) belong in its record
+            record_seat_approvals(svc, release_id, seat_task_ids, context=context, ctx=ctx)
+        except (LedgerError, ApprovalError, AirflowFailException) as exc:
+            log.warning("release %s: approvals given could not all be recorded: %s", release_id, exc)
     for task_id in seat_task_ids:
         rejection = context["ti"].xcom_pull(task_ids=task_id, key="rejection")
         if isinstance(rejection, Mapping):
@@ -426,6 +454,9 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
                         changeset_id=str(rejection["changeset_id"]),
                         comment=str(rejection.get("reason") or "") or None,
                         ctx=ctx,
+                        answered_at=as_datetime(rejection.get("responded_at")),
+                        seat=rejection.get("seat"),
+                        role=rejection.get("role"),
                     )
                 except (LedgerError, ApprovalError) as exc:  # e.g. the changeset changed meanwhile
                     log.warning("release %s: rejection not recorded as a decision: %s", release_id, exc)

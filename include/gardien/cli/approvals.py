@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gardien.errors import ApprovalError, UsageError
-from gardien.restapi import AirflowAPI, AirflowAPIError, wait_until_settled
+from gardien.errors import ApprovalError, AuthenticationError, GardienError, UsageError
+from gardien.restapi import AirflowAPI, AirflowAPIError
 
 APPROVE = "Approve"
 REJECT = "Reject"
@@ -47,9 +47,15 @@ _User = Annotated[
 _PasswordEnv = Annotated[
     str, typer.Option("--password-env", help="Environment variable holding your password (else prompted).")
 ]
+MIN_CHANGESET_PREFIX = 12  # the short id shown in Slack, the subject, the report and the UI
+
 _Changeset = Annotated[
     str | None,
-    typer.Option("--changeset", help="Changeset hash you reviewed; refused if the release changed."),
+    typer.Option(
+        "--changeset",
+        help="Changeset id you reviewed (the 12-character id shown everywhere, or more); refused if the "
+        "release changed.",
+    ),
 ]
 
 
@@ -108,20 +114,22 @@ def answer_release(
     The server enforces who may answer (403 for a requester or a non-assigned user); the operator checks
     the changeset hash again when it resumes. Raises ApprovalError with the reason of any refusal.
     """
+    if changeset is not None and len(changeset.strip()) < MIN_CHANGESET_PREFIX:
+        raise UsageError(
+            f"--changeset {changeset!r} is too short: give at least {MIN_CHANGESET_PREFIX} characters of the "
+            "changeset id you reviewed (the id shown in the request, the report and Slack). Nothing was answered."
+        )
     pending = _pending_for(api, release=release, dag_id=dag_id)
     mine = [d for d in pending if _assigned(d, api.username)]
     # Not assigned anywhere: answer anyway so the server refuses and records the attempt (403).
-    detail = (mine or pending)[0]
+    candidates = mine or pending
+    detail = candidates[0]
+    if changeset is not None:
+        detail = _reviewed(candidates, changeset=changeset.strip(), release=release)
     ti = detail["task_instance"]
-    shown = str(((detail.get("params") or {}).get("changeset_id") or {}).get("value") or "")
-    if changeset is not None and changeset != shown:
-        raise ApprovalError(
-            f"you reviewed changeset {changeset[:12]} but release {release} now asks approval for {shown[:12]}; "
-            "review the new changeset before answering"
-        )
-    wait_until_settled(
-        detail
-    )  # a Required Action that just appeared: answer once Airflow has parked the task
+    shown = _shown_changeset(detail)
+    # Answered as soon as asked: Gardien records the answer when Airflow accepts it, and a seat retried
+    # after Airflow 3.3.2's pause race resumes from it (no settle delay needed).
     try:
         res = api.answer(
             dag_id=ti["dag_id"],
@@ -129,7 +137,7 @@ def answer_release(
             task_id=ti["task_id"],
             map_index=ti.get("map_index", -1),
             option=option,
-            params_input={"changeset_id": changeset or shown, "reason": reason},
+            params_input={"changeset_id": shown, "reason": reason},
         )
     except AirflowAPIError as exc:
         raise _refusal(exc, api.username, release, detail) from exc
@@ -139,9 +147,35 @@ def answer_release(
         dag_id=ti["dag_id"],
         run_id=ti["dag_run_id"],
         task_id=ti["task_id"],
-        changeset_id=changeset or shown,
+        changeset_id=shown,
         reason=reason,
     )
+
+
+def _shown_changeset(detail: dict[str, Any]) -> str:
+    return str(((detail.get("params") or {}).get("changeset_id") or {}).get("value") or "")
+
+
+def _reviewed(candidates: list[dict[str, Any]], *, changeset: str, release: str) -> dict[str, Any]:
+    """The pending approval whose changeset id starts with ``changeset`` (a prefix of at least 12 characters).
+
+    UsageError when the prefix names two different changesets; ApprovalError when the release now asks
+    approval for another changeset than the one reviewed.
+    """
+    matching = [d for d in candidates if _shown_changeset(d).startswith(changeset)]
+    ids = sorted({_shown_changeset(d) for d in matching})
+    if len(ids) > 1:
+        raise UsageError(
+            f"--changeset {changeset} is ambiguous: it starts {len(ids)} changeset ids pending for {release} "
+            f"({', '.join(i[:16] + '…' for i in ids)}); give more characters. Nothing was answered."
+        )
+    if not matching:
+        shown = sorted({_shown_changeset(d)[:12] for d in candidates})
+        raise ApprovalError(
+            f"you reviewed changeset {changeset[:12]} but release {release} now asks approval for "
+            f"{', '.join(shown)}; review the new changeset before answering"
+        )
+    return matching[0]
 
 
 def _pending_for(api: AirflowAPI, *, release: str, dag_id: str | None) -> list[dict[str, Any]]:
@@ -167,10 +201,14 @@ def _assigned(detail: dict[str, Any], user: str) -> bool:
     return not users or any(u.get("id") == user for u in users)
 
 
-def _refusal(exc: AirflowAPIError, user: str, release: str, detail: dict[str, Any] | None) -> ApprovalError:
+def _refusal(exc: AirflowAPIError, user: str, release: str, detail: dict[str, Any] | None) -> GardienError:
     assigned = ", ".join(u["id"] for u in (detail or {}).get("assigned_users") or []) or "anyone allowed"
+    if exc.status == 401:
+        return AuthenticationError(
+            f"authentication failed: Airflow refused the credentials of {user}; check --user and the password. "
+            f"Nothing was answered for {release} (server: {exc.detail})"
+        )
     messages = {
-        401: f"Airflow refused the credentials of {user}; check --user and the password",
         403: f"{user} may not answer this approval of {release} (the requester never approves, and only "
         f"assigned users may: {assigned})",
         404: f"unknown release or run {release!r}: Airflow has no such DAG run or approval task",

@@ -11,18 +11,15 @@ unless its settings (e.g. GARDIEN_CONFIG) or the plugin code changed.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gardien import pg
+from gardien import celery_compat, pg
 from gardien.demo import airflow_local as local
 from gardien.errors import EnvironmentUnavailableError, GardienError
 
@@ -48,33 +45,8 @@ def component_hostname() -> str:
 
 
 def install_celery_compat() -> None:
-    """Put back ``celery.backends.database.retry`` (removed in celery 5.7) if it is missing.
-
-    The Celery provider 3.26.0 still imports it at module level, so without it every CeleryExecutor component
-    fails at start ("Failed to import providers_configuration_loaded"). Modelled on the decorator celery up to
-    5.6 shipped: up to three attempts on the backend's retryable database errors. A no-op on a celery that has
-    it, so it can go once requirements.lock pins a celery the provider supports.
-    """
-    import celery.backends.database as backend
-
-    if hasattr(backend, "retry"):
-        return
-
-    def retry(fun: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fun)
-        def attempt(*args: Any, **kwargs: Any) -> Any:
-            tries = kwargs.pop("max_retries", 3)
-            for n in range(tries):
-                try:
-                    return fun(*args, **kwargs)
-                except backend.RETRYABLE_DB_ERRORS:
-                    if n + 1 >= tries:
-                        raise
-            return None
-
-        return attempt
-
-    backend.retry = retry
+    """Put back ``celery.backends.database.retry`` if missing (see gardien.celery_compat)."""
+    celery_compat.install()
 
 
 def run_airflow(args: list[str]) -> None:

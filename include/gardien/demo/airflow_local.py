@@ -123,6 +123,7 @@ def fingerprint(root: Path, settings: dict[str, str]) -> str:
         *sorted((root / "plugins").rglob("*.py")),
         pkg / "airflow" / "timetable.py",
         pkg / "airflow" / "listener.py",
+        pkg / "airflow" / "answer_recorder.py",
         pkg / "release" / "ids.py",
         pkg / "airflow" / "board_app.py",
         *sorted((pkg / "board").rglob("*.*")),  # the release board's code, templates and stylesheet

@@ -40,7 +40,7 @@ def release_history(conn: psycopg2.extensions.connection, release_id: str) -> Re
         )
         validations = tuple(ValidationRecord(*row) for row in cur.fetchall())
         cur.execute(
-            "SELECT id, release_id, changeset_id, approver, decision, comment, at "
+            "SELECT id, release_id, changeset_id, approver, decision, comment, at, seat, role "
             "FROM ledger.approvals WHERE release_id = %s ORDER BY id",
             (release_id,),
         )

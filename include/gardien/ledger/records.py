@@ -39,6 +39,8 @@ class ApprovalRecord:
     decision: str
     comment: str | None
     at: datetime
+    seat: int | None = None  # 0-based seat of the release's requirement (None: recorded before seats were)
+    role: str | None = None  # the seat's group, e.g. "pharmaciens"
 
 
 def record_validation(
@@ -95,12 +97,15 @@ def record_approval(
     at: datetime,
     comment: str | None = None,
     airflow: AirflowIds | None = None,
+    seat: int | None = None,
+    role: str | None = None,
 ) -> ApprovalRecord:
     """Record an approval decision, bound to the changeset the release carries now.
 
     Policy (quorum, routing) is decided elsewhere; the ledger still refuses, with ApprovalError, what can
     never be right: a decision on a changeset that is not the release's current one, and a requester
-    approving their own release. Unknown release or changeset: LedgerError.
+    approving their own release. Unknown release or changeset: LedgerError. ``at`` is when the person
+    answered (Airflow's response time), ``seat``/``role`` which seat of the requirement they filled.
     """
     if decision not in DECISIONS:
         raise LedgerError(f"approval decision {decision!r} is unknown: use 'approved' or 'rejected'.")
@@ -120,11 +125,12 @@ def record_approval(
         )
     comment = redact_text(comment) if comment else comment
     check_text("comment", comment)
+    check_text("role", role)
     with database_errors(f"record an approval of {release_id}"), conn.cursor() as cur:
         cur.execute(
-            "INSERT INTO ledger.approvals (release_id, changeset_id, approver, decision, comment, at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (release_id, changeset_id, approver, decision, comment, at),
+            "INSERT INTO ledger.approvals (release_id, changeset_id, approver, decision, comment, at, seat, role) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (release_id, changeset_id, approver, decision, comment, at, seat, role),
         )
         record_id = cur.fetchone()[0]
     append_event(
@@ -134,8 +140,12 @@ def record_approval(
         at=at,
         release_id=release_id,
         subject=changeset_id,
-        payload={"approval_id": record_id, "decision": decision},
+        payload={
+            "approval_id": record_id,
+            "decision": decision,
+            **({"seat": seat, "role": role} if seat is not None or role is not None else {}),
+        },
         reason=comment,
         airflow=airflow,
     )
-    return ApprovalRecord(record_id, release_id, changeset_id, approver, decision, comment, at)
+    return ApprovalRecord(record_id, release_id, changeset_id, approver, decision, comment, at, seat, role)

@@ -287,3 +287,12 @@ GRANT SELECT, INSERT ON ledger.events, ledger.changesets, ledger.validation_resu
     ledger.rollbacks, ledger.crosswalks, ledger.releases, ledger.deployments TO gardien_ledger_writer;
 GRANT USAGE ON SEQUENCE ledger.events_seq_seq, ledger.validation_results_id_seq, ledger.approvals_id_seq,
     ledger.deployments_id_seq, ledger.rollbacks_id_seq TO gardien_ledger_writer;
+
+-- ==== Approval answers and seats (issue 15, items 6-7; docs/adr/0007-approval-answers.md) ============
+-- Answers are chained events (approval.requested / approval.answered, see ledger/answers.py): no new table,
+-- only a lookup index by Airflow task, and the seat and role of each recorded decision. Idempotent.
+CREATE INDEX IF NOT EXISTS events_approval_task_idx ON ledger.events (dag_id, run_id, task_id, seq)
+    WHERE kind IN ('approval.requested', 'approval.answered');
+ALTER TABLE ledger.approvals ADD COLUMN IF NOT EXISTS seat integer CHECK (seat >= 0);
+ALTER TABLE ledger.approvals ADD COLUMN IF NOT EXISTS role text;
+-- ==== end of approval answers =========================================================================

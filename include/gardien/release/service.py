@@ -204,7 +204,11 @@ class ReleaseService:
         changeset_id: str,
         comment: str | None,
         ctx: StepContext,
+        answered_at: datetime | None = None,
+        seat: int | None = None,
+        role: str | None = None,
     ) -> None:
+        """Record a decision; ``answered_at`` is when the person answered (default: now)."""
         with self.ledger() as conn:
             ledger.record_approval(
                 conn,
@@ -212,9 +216,11 @@ class ReleaseService:
                 changeset_id=changeset_id,
                 approver=approver,
                 decision=decision,
-                at=ctx.now,
+                at=answered_at or ctx.now,
                 comment=comment,
                 airflow=ctx.airflow,
+                seat=seat,
+                role=role,
             )
 
     def write_json(self, release_id: str, name: str, data: Any) -> Path:

@@ -193,7 +193,7 @@ def build_report(
 
 def _answered_at(a: ledger.ApprovalRecord) -> str | None:
     """When the person answered, if the ledger knows it: an explicit ``answered_at``, else ``at`` for records
-    that carry their seat (those are written with Airflow's response time, ADR 0007); older records hold
+    that carry their seat (those are written with Airflow's response time, ADR 0011); older records hold
     only when a later step wrote them, which the report must not call an answer time."""
     explicit = getattr(a, "answered_at", None)
     if explicit is not None:
