@@ -395,15 +395,13 @@ def rollback_failed(path_name: str, release_id: str) -> dict[str, Any]:
                 refused=exc.refused,
                 reason=str(exc),
             )
-    if unproven or refused:
-        raise AirflowFailException(
-            "; ".join(
-                [f"rollback could not be proven on {', '.join(unproven)}: MANUAL REPAIR NEEDED"]
-                * bool(unproven)
-                + [f"rollback refused on {', '.join(refused)}, nothing written: STILL DEPLOYED"]
-                * bool(refused)
-            )
-        )
+    said = []
+    if unproven:
+        said.append(f"rollback could not be proven on {', '.join(unproven)}: MANUAL REPAIR NEEDED")
+    if refused:
+        said.append(f"rollback refused on {', '.join(refused)}, nothing written: STILL DEPLOYED")
+    if said:
+        raise AirflowFailException("; ".join(said))
     return {"rolled_back": list(results), "results": results}
 
 
