@@ -299,6 +299,47 @@ def test_rollback_dag_refused_when_a_later_release_overwrote_the_rows(demo: Demo
     assert "R-mnt-2" in refusal.reason
 
 
+DOSE_MIN = DOSE.replace("r.dose_max::text", "r.dose_min::text")
+
+
+def test_rollback_dag_refused_by_a_later_edit_records_refused_then_keeps_it_when_asked(
+    demo: Demo, login: Callable
+) -> None:
+    release(demo, "R-mnt-1", targets=("prod",))
+    # production edits another field of the row the release changed, after the release
+    execute(demo.dsns["prod"], SET_DOSE.replace("dose_max", "dose_min").format("1.5"))
+    conf = {"release": "R-mnt-1", "environment": "prod", "reason": "retour arrière après incident"}
+
+    dr, states, note = run_dag(
+        demo.dags["gardien_rollback"],
+        AutoApprover(login, "gardien_rollback", first_free_assignee(set())),
+        run_conf=conf,
+    )
+
+    assert dr.state == "failed" and states["rollback"] == "failed"
+    assert "REFUSED (nothing written" in note and "dose_min" in note and "MANUAL REPAIR" not in note
+    assert scalar(demo.dsns["prod"], DOSE) == "10.000"  # still deployed
+    h = history(demo, "R-mnt-1")
+    assert {d.environment: d.status for d in h.deployments} == {"prod": "rollback_refused"}
+    assert h.rollbacks == ()
+
+    dr, states, note = run_dag(
+        demo.dags["gardien_rollback"],
+        AutoApprover(login, "gardien_rollback", first_free_assignee(set())),
+        run_conf={**conf, "keep_later_edits": True},
+    )
+
+    assert dr.state == "success", states
+    assert scalar(demo.dsns["prod"], DOSE) == "20.000"  # restored
+    assert scalar(demo.dsns["prod"], DOSE_MIN) == "1.500"  # the later edit kept
+    h = history(demo, "R-mnt-1")
+    assert {d.environment: d.status for d in h.deployments} == {"prod": "rolled_back"}
+    requested = [e.payload["keep_later_edits"] for e in h.events if e.kind == "rollback.requested"]
+    assert requested == [False, True]
+    (proof,) = h.rollbacks
+    assert [k["field"] for k in proof.fingerprints["kept_later_edits"]] == ["dose_min"]
+
+
 def test_rollback_dag_unprovable_restoration_fails_loudly_manual_repair(demo: Demo, login: Callable) -> None:
     release(demo, "R-mnt-1", targets=("prod",))
     # A direct edit of a row the release did not touch, in a table it did: the restored scope cannot equal
