@@ -173,7 +173,7 @@ def _referenced_deletion(
 ) -> sql.Composed:
     p = spec.params
     keys = KeySql(catalog=catalog, facts=facts, table=spec.table)
-    parent = sql.Identifier(facts.schema, p["parent"])
+    parent = facts.ident(p["parent"])
     parent_key = [col("p", c) for c in p["nk"]]
     shown = [
         sql.SQL("{} AS {}").format(e, sql.Identifier(f"deleted_{p['parent']}_{c}"))

@@ -32,7 +32,8 @@ def collect_specs(
 
     Raises ConfigurationError naming the suite and the missing table or column.
     """
-    facts = read_schema_facts(conn, schema=catalog.schema_, tables=[t.name for t in catalog.tables])
+    places = {t.name: (catalog.schema_of(t), t.relname) for t in catalog.tables}
+    facts = read_schema_facts(conn, schema=catalog.schema_, places=places)
     specs = generate_specs(catalog, facts)
     if settings.suites_dir is not None:
         specs += load_suite_files(settings.suites_dir)
@@ -94,6 +95,7 @@ def validate_state(
             checks,
             dsn=dsn,
             schema=catalog.schema_,
+            places=facts.places,
             run_name=run_name,
             data_docs_dir=data_docs_dir,
             statement_timeout_ms=settings.statement_timeout_ms,
@@ -137,7 +139,7 @@ def _result(
         )
     if outcome.success:
         return ExpectationResult(**base, passed=True, unexpected_count=0, examples=(), message="ok")
-    table = sql.Identifier(facts.schema, spec.table)
+    table = facts.ident(spec.table)
     query = _rows_sql(spec, catalog=catalog, facts=facts, source=table)
     examples: tuple[dict[str, Any], ...] = ()
     try:

@@ -131,8 +131,12 @@ def run_checks(
     run_name: str,
     data_docs_dir: Path | None = None,
     statement_timeout_ms: int = 300_000,
+    places: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, GxOutcome]:
     """Run ``checks`` (one GX suite per table) in one checkpoint; return outcomes by expectation name.
+
+    ``places`` maps a catalog table name to its (schema, name in the database) when they differ from
+    (``schema``, catalog name).
 
     An ephemeral context per run keeps Data Docs to this run's results. Data Docs HTML is written to
     ``data_docs_dir`` (``index.html``) when given. Raises EnvironmentUnavailableError when GX cannot reach
@@ -140,6 +144,7 @@ def run_checks(
     """
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from sqlalchemy import quoted_name
 
     # GX builds Data Docs file names from these names: keep them to safe characters (a target may be a URI).
     run_name = _UNSAFE_RE.sub("_", run_name).strip("_") or "gardien"
@@ -160,7 +165,11 @@ def run_checks(
         by_table.setdefault(check.spec.table, []).append(check)
     definitions = []
     for table, table_checks in by_table.items():
-        asset = source.add_table_asset(name=table, table_name=table, schema_name=schema)
+        nsp, rel = (places or {}).get(table, (schema, table))
+        # quoted_name(quote=True): GX would otherwise lower-case the names SQLAlchemy then leaves unquoted.
+        asset = source.add_table_asset(
+            name=table, table_name=quoted_name(rel, quote=True), schema_name=quoted_name(nsp, quote=True)
+        )
         batch = asset.add_batch_definition_whole_table(f"{table}-whole")
         suite = ctx.suites.add(gx.ExpectationSuite(name=table))
         for check in table_checks:
