@@ -211,7 +211,9 @@ def _logical_reference(
 def external_sql(external: dict[str, Any], value: sql.Composable) -> sql.Composed:
     """``value`` is allowed outside the managed scope: in the allow-list, matching the pattern, or present in
     the unmanaged table (of the validated database)."""
-    ors: list[sql.Composable] = [sql.SQL("{} = ANY({}::text[])").format(value, sql.Literal(external["values"]))]
+    ors: list[sql.Composable] = [
+        sql.SQL("{} = ANY({}::text[])").format(value, sql.Literal(external["values"]))
+    ]
     if external.get("pattern") is not None:
         ors.append(sql.SQL("{} ~ {}").format(value, sql.Literal("^(?:" + external["pattern"] + ")$")))
     table = external.get("table")
