@@ -253,6 +253,9 @@ def _check_columns(
     named += [("logical_references", r.column) for r in tc.logical_references]
     if tc.soft_delete:
         named.append(("delete.soft.column", tc.soft_delete.column))
+    if tc.retire:
+        named += [("delete.retire.column", tc.retire.column)]
+        named += [("delete.retire.reason", tc.retire.reason)] if tc.retire.reason else []
     for where, column in named:
         if column not in table_cols:
             problems.append(

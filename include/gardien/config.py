@@ -63,6 +63,20 @@ class SoftDeletePolicy(_Model):
     soft: SoftDelete
 
 
+class Retire(_Model):
+    """A row retired in place (OpenMRS ``retired``): it stays managed, its fields are still compared."""
+
+    column: str
+    value: Any = True
+    reason: str | None = None  # the column holding why it was retired (shown in the report and approvals)
+
+    _ident = field_validator("column", "reason")(_check_identifier)
+
+
+class RetirePolicy(_Model):
+    retire: Retire
+
+
 class ScopeCondition(_Model):
     """One structured row filter on a column (never raw SQL)."""
 
@@ -200,7 +214,7 @@ class TableConfig(_Model):
     natural_key: list[str] = Field(min_length=1)
     ignore: list[str] = []
     scope: dict[str, ScopeCondition | str | int | float | bool | None] | None = None
-    delete: Literal["hard"] | SoftDeletePolicy = "hard"
+    delete: Literal["hard"] | SoftDeletePolicy | RetirePolicy = "hard"
     logical_references: list[LogicalReference] = []
     frozen: bool = False
 
@@ -229,11 +243,18 @@ class TableConfig(_Model):
             raise ValueError(f"natural key column(s) {overlap} cannot also be ignored")
         if isinstance(self.delete, SoftDeletePolicy) and self.delete.soft.column in self.ignore:
             raise ValueError(f"soft-delete column {self.delete.soft.column!r} cannot be ignored")
+        if self.retire is not None and {self.retire.column, self.retire.reason} & set(self.ignore):
+            raise ValueError("the retire column and its reason column cannot be ignored: they are compared")
         return self
 
     @property
     def soft_delete(self) -> SoftDelete | None:
         return self.delete.soft if isinstance(self.delete, SoftDeletePolicy) else None
+
+    @property
+    def retire(self) -> Retire | None:
+        """``delete: {retire: ...}``: retired rows stay in the managed scope (not a soft delete)."""
+        return self.delete.retire if isinstance(self.delete, RetirePolicy) else None
 
     @property
     def relname(self) -> str:

@@ -36,6 +36,7 @@ class ReleaseFacts:
     requested_by: str
     emergency: bool = False
     reason: str | None = None
+    retired: tuple[str, ...] = ()  # "table key: retired (reason: ...)" for rows the changeset retires
 
 
 ReleaseFactsSource = Callable[[Context], ReleaseFacts]
@@ -286,6 +287,11 @@ def _body(facts: ReleaseFacts, requirement: Requirement, *, seat_index: int, ass
     ]
     if facts.reason:
         lines.append(f"**Reason**: {facts.reason}")
+    if facts.retired:
+        shown = "; ".join(facts.retired[:20]) + (
+            f"; ... and {len(facts.retired) - 20} more" if len(facts.retired) > 20 else ""
+        )
+        lines.append(f"**Retired (kept, not deleted)**: {shown}")
     lines.append(
         "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
     )

@@ -154,6 +154,7 @@ def release_facts(path_name: str) -> Any:
 
     def source(context: Context) -> Any:
         from gardien.airflow.approval import ReleaseFacts
+        from gardien.retire import retirements
 
         svc = service(path_name)
         release_id = context["ti"].xcom_pull(task_ids="open_release")
@@ -171,6 +172,7 @@ def release_facts(path_name: str) -> Any:
             # DAG params carry the emergency flag (a constant of the emergency DAG) and the reason
             emergency=bool((context.get("params") or {}).get("emergency") or conf.get("emergency")),
             reason=conf.get("reason") or (context.get("params") or {}).get("reason") or None,
+            retired=tuple(r.line() for r in retirements(changeset, svc.config.catalog)),
         )
 
     return source

@@ -10,7 +10,7 @@ import typer
 
 from gardien import ledger, pg
 from gardien.cli.audit import DEFAULT_CONFIG, resolve_ledger_dsn
-from gardien.config import load_config
+from gardien.config import CatalogConfig, load_config
 from gardien.errors import ConfigurationError, LedgerError, UsageError
 from gardien.release.paths import ReleasePath, parse_release_paths
 from gardien.release.service import state_dir
@@ -69,6 +69,7 @@ def report(
             path_name=release_path.name if release_path else path,
             stages={e: s.name for s in release_path.stages for e in s.targets} if release_path else None,
             row_limit=rows,
+            catalog=_catalog(config),
         )
     finally:
         conn.rollback()
@@ -79,6 +80,15 @@ def report(
     else:
         _summary(built, html_path)
     _fail_if_untrustworthy(built, html_path)
+
+
+def _catalog(config: Path) -> CatalogConfig | None:
+    """The catalog (to name retired rows), if the configuration can be read; an auditor may have only
+    the ledger."""
+    try:
+        return load_config(config).catalog
+    except ConfigurationError:
+        return None
 
 
 def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ...]) -> ReleasePath | None:

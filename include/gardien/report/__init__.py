@@ -36,6 +36,7 @@ def write_report(
             link_from=target,
             path_name=svc.path.name,
             stages=stages,
+            catalog=svc.config.catalog,
         )
     return write_files(report, target)
 

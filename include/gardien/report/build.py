@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gardien import ledger
 from gardien.changeset import Changeset
+from gardien.config import CatalogConfig
 from gardien.report.artifacts import Artifacts
 from gardien.report.diffs import changeset_section, unreadable_section
 from gardien.report.lines import (
@@ -46,6 +47,7 @@ def build_report(
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
     example_limit: int = EXAMPLE_LIMIT,
+    catalog: CatalogConfig | None = None,
 ) -> ReleaseReport:
     """The report of ``history.release``: nothing here reads a database, a file or the clock.
 
@@ -69,7 +71,9 @@ def build_report(
     if "changeset.json" in artifacts.links:
         full.append(artifacts.links["changeset.json"])
     if changeset is not None:
-        section = changeset_section(changeset, row_limit=row_limit, full_changeset=full, earlier_ids=earlier)
+        section = changeset_section(
+            changeset, row_limit=row_limit, full_changeset=full, earlier_ids=earlier, catalog=catalog
+        )
     else:
         problem = changeset_problem or "the release has no changeset yet (nothing was extracted)"
         section = unreadable_section(

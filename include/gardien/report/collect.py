@@ -12,6 +12,7 @@ import psycopg2.extensions
 
 from gardien import ledger
 from gardien.changeset import Changeset
+from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, LedgerError
 from gardien.report.artifacts import read_artifacts
 from gardien.report.build import ROW_LIMIT, build_report
@@ -29,6 +30,7 @@ def load_report(
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
+    catalog: CatalogConfig | None = None,
 ) -> ReleaseReport:
     """Read everything about ``release_id`` in the caller's transaction (reads only) and build its report.
 
@@ -49,6 +51,7 @@ def load_report(
         path_name=path_name,
         stages=stages,
         row_limit=row_limit,
+        catalog=catalog,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gardien.changeset import Changeset, TableChanges
+from gardien.config import CatalogConfig, Retire
 from gardien.report.model import ChangesetSection, FieldDiff, RowUpdate, RowValues, TableDiff
 
 KINDS = ("inserts", "updates", "deletes")
@@ -25,20 +26,27 @@ def _part(part: Any) -> str:
     return str(part)
 
 
-def table_diff(changes: TableChanges, *, row_limit: int) -> TableDiff:
-    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order)."""
+def _update(r: Any, retire: Retire | None) -> RowUpdate:
+    from gardien.retire import retirement_of
+
+    found = retirement_of(r, retire) if retire is not None else None
+    return RowUpdate(
+        key=r.key,
+        label=key_label(r.key),
+        changes={c: FieldDiff(before=ch.before, after=ch.after) for c, ch in sorted(r.changes.items())},
+        action=found[0] if found else "updated",
+        reason=found[1] if found else None,
+    )
+
+
+def table_diff(changes: TableChanges, *, row_limit: int, retire: Retire | None = None) -> TableDiff:
+    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order); with
+    ``retire``, updates that flip the retire flag say "retired" (with the reason) or "unretired"."""
     inserts = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.values))
         for r in changes.inserts[:row_limit]
     )
-    updates = tuple(
-        RowUpdate(
-            key=r.key,
-            label=key_label(r.key),
-            changes={c: FieldDiff(before=ch.before, after=ch.after) for c, ch in sorted(r.changes.items())},
-        )
-        for r in changes.updates[:row_limit]
-    )
+    updates = tuple(_update(r, retire) for r in changes.updates[:row_limit])
     deletes = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.baseline))
         for r in changes.deletes[:row_limit]
@@ -65,9 +73,14 @@ def changeset_section(
     row_limit: int,
     full_changeset: Sequence[str],
     earlier_ids: Sequence[str],
+    catalog: CatalogConfig | None = None,
 ) -> ChangesetSection:
-    """The section for a readable changeset; tables without changes are left out of the diffs."""
-    tables = tuple(table_diff(t, row_limit=row_limit) for t in changeset.tables if t.count)
+    """The section for a readable changeset; tables without changes are left out of the diffs. With the
+    ``catalog``, retired rows are named as such."""
+    retire = {t.name: t.retire for t in catalog.tables} if catalog is not None else {}
+    tables = tuple(
+        table_diff(t, row_limit=row_limit, retire=retire.get(t.table)) for t in changeset.tables if t.count
+    )
     counts = {t.table: dict(t.counts) for t in tables}
     return ChangesetSection(
         id=changeset.id,

@@ -83,7 +83,9 @@ def _update_rows(updates: tuple[RowUpdate, ...]) -> list[tuple[Any, ...]]:
                 " → ",
                 el("span", value(change.after), cls="after"),
             )
-            rows.append((u.label if i == 0 else "", el("code", column), diff))
+            label = u.label if u.action == "updated" else f"{u.label} — {u.action}"
+            label += f" (reason: {u.reason})" if u.reason else ""
+            rows.append((label if i == 0 else "", el("code", column), diff))
     return rows
 
 
