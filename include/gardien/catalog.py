@@ -211,7 +211,8 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 pk_identity=table_cols[pk_col][1],
                 natural_key=tuple(tc.natural_key),
                 columns=managed,
-                types={c: table_cols[c][0] for c in managed},
+                # managed columns, then on_insert ones (typed casts on insert; not in the digest's columns)
+                types={c: table_cols[c][0] for c in (*managed, *tc.on_insert) if c in table_cols},
                 fks=table_fks,
                 config=tc,
                 pk_type=table_cols[pk_col][0],
@@ -253,6 +254,7 @@ def _check_columns(
     named += [("logical_references", r.column) for r in tc.logical_references]
     if tc.soft_delete:
         named.append(("delete.soft.column", tc.soft_delete.column))
+    named += [("on_insert", c) for c in tc.on_insert]
     if tc.retire:
         named += [("delete.retire.column", tc.retire.column)]
         named += [("delete.retire.reason", tc.retire.reason)] if tc.retire.reason else []
@@ -321,8 +323,8 @@ def _check_key_cycles(tables: list[BoundTable]) -> None:
 
 def _definition(table: BoundTable) -> dict[str, Any]:
     cfg = table.config.model_dump(mode="json", by_alias=True, exclude={"frozen"})
-    for optional in ("schema", "table"):  # absent keys keep the digests of catalogs written before them
-        if cfg.get(optional) is None:
+    for optional in ("schema", "table", "on_insert"):  # absent: digests of catalogs written before them
+        if not cfg.get(optional):
             cfg.pop(optional, None)
     return {
         "table": table.name,

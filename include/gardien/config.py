@@ -77,6 +77,12 @@ class RetirePolicy(_Model):
     retire: Retire
 
 
+class OnInsertValue(_Model):
+    """A literal written into an ignored column of every row Gardien inserts (cast to the column's type)."""
+
+    value: Any
+
+
 class ScopeCondition(_Model):
     """One structured row filter on a column (never raw SQL)."""
 
@@ -216,6 +222,9 @@ class TableConfig(_Model):
     scope: dict[str, ScopeCondition | str | int | float | bool | None] | None = None
     delete: Literal["hard"] | SoftDeletePolicy | RetirePolicy = "hard"
     logical_references: list[LogicalReference] = []
+    # ignored (audit) columns given a value on insert: now (the apply's transaction time), requester (the
+    # release's requester) or {value: literal}
+    on_insert: dict[str, Literal["now", "requester"] | OnInsertValue] = {}
     frozen: bool = False
 
     _name = field_validator("name", "schema_", "table")(_check_identifier)
@@ -243,6 +252,13 @@ class TableConfig(_Model):
             raise ValueError(f"natural key column(s) {overlap} cannot also be ignored")
         if isinstance(self.delete, SoftDeletePolicy) and self.delete.soft.column in self.ignore:
             raise ValueError(f"soft-delete column {self.delete.soft.column!r} cannot be ignored")
+        for column in self.on_insert:
+            _check_identifier(column)
+            if column not in self.ignore:
+                raise ValueError(
+                    f"on_insert column {column!r} must also be listed under ignore (it is never compared nor "
+                    "carried; Gardien only fills it on insert)"
+                )
         if self.retire is not None and {self.retire.column, self.retire.reason} & set(self.ignore):
             raise ValueError("the retire column and its reason column cannot be ignored: they are compared")
         return self

@@ -24,6 +24,9 @@ MODELS = [
     config.ReferenceTarget,
     config.ExternalValues,
     config.ExternalTable,
+    config.Retire,
+    config.RetirePolicy,
+    config.OnInsertValue,
 ]
 
 

@@ -130,6 +130,12 @@ def apply_cmd(
         int, typer.Option(help="Milliseconds to wait for the target's deployment lock.")
     ] = 10_000,
     statement_timeout: Annotated[int, typer.Option(help="Milliseconds allowed per statement.")] = 600_000,
+    requested_by: Annotated[
+        str | None,
+        typer.Option(
+            "--requested-by", help="Who requested this change (fills on_insert: requester columns)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a changeset to TARGET in one transaction (three-way checked; re-applying is a no-op)."""
@@ -149,6 +155,7 @@ def apply_cmd(
             release_id=release,
             release_label=label,
             timeouts=Timeouts(lock_ms=lock_timeout, statement_ms=statement_timeout),
+            requested_by=requested_by,
         )
     if as_json:
         _emit(result.to_dict())

@@ -39,6 +39,8 @@ def validate_release(svc: ReleaseService, release_id: str, *, ctx: StepContext) 
     from gardien.validation.rehearsal import rehearse
 
     changeset = svc.changeset(release_id)
+    with svc.ledger() as conn:
+        requested_by = ledger.get_release(conn, release_id).requested_by  # for on_insert: requester
     target = svc.path.final_targets[0]
     target_dsn = svc.dsn(target)
     docs = svc.release_dir(release_id) / "data_docs"
@@ -46,7 +48,9 @@ def validate_release(svc: ReleaseService, release_id: str, *, ctx: StepContext) 
         target_dsn,
         admin_dsn=pg.dsn_for_database(target_dsn, "postgres"),
         catalog=svc.config.catalog,
-        apply_fn=engine_apply(changeset, catalog=svc.config.catalog, applied_at=ctx.now),
+        apply_fn=engine_apply(
+            changeset, catalog=svc.config.catalog, applied_at=ctx.now, requested_by=requested_by
+        ),
         label=release_id.lower().replace("-", "_")[:20],
         now=ctx.now,
         settings=_settings(svc),

@@ -46,6 +46,7 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
             applied_at=ctx.now,
             release_id=release_id,
             release_label=f"{svc.path.name}:{release_id}",
+            requested_by=rel.requested_by,
         )
     except ConflictError as exc:
         svc.event(
