@@ -142,8 +142,18 @@ def validate(path_name: str, release_id: str) -> dict[str, Any]:
     from gardien.release.gate import validate_release
 
     svc = service(path_name)
+    context = get_current_context()
+    conf = context["dag_run"].conf or {}
+    accepted = str(
+        conf.get("accept_blast_radius") or (context.get("params") or {}).get("accept_blast_radius") or ""
+    )
     try:
-        return validate_release(svc, release_id, ctx=step_context())
+        return validate_release(
+            svc,
+            release_id,
+            ctx=step_context(),
+            accept_blast_radius=tuple(t.strip() for t in accepted.split(",") if t.strip()),
+        )
     except ValidationFailedError as exc:
         notices.notify(svc, "validation_failed", release_id=release_id, detail=str(exc))
         raise _final(exc) from exc

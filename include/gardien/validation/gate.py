@@ -21,6 +21,12 @@ from gardien.validation.settings import ValidationSettings
 from gardien.validation.sqlbuild import BATCH_MARKER, failing_rows_sql, render_for_gx
 from gardien.validation.suites import ExpectationSpec, check_specs, generate_specs, load_suite_files
 
+BLAST_RADIUS_HINT = (
+    "To accept it for this release only: trigger the release with the parameter accept_blast_radius={table} "
+    "(or *) and a reason; who and why are recorded in the ledger (gardien validate --accept-blast-radius "
+    "{table} --reason ... for a manual check). To change the limit for good: "
+    "validation.blast_radius.tables.{table}"
+)
 NATIVE_KINDS = {"not_null", "unique", "in_set", "between", "match_regex", "a_greater_than_b"}
 CHANGESET_KINDS = {"frozen_table", "blast_radius", "referenced_deletion"}
 
@@ -158,12 +164,13 @@ def _result(
         )
     count = outcome.unexpected_count or len(examples)
     shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in e.items()) for e in examples[:3])
+    hint = f". {BLAST_RADIUS_HINT.format(table=spec.table)}" if spec.kind == "blast_radius" else ""
     return ExpectationResult(
         **base,
         passed=False,
         unexpected_count=count,
         examples=examples,
-        message=f"{count} unexpected row(s)" + (f", e.g. {shown}" if shown else ""),
+        message=f"{count} unexpected row(s)" + (f", e.g. {shown}" if shown else "") + hint,
     )
 
 
