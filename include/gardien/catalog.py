@@ -165,10 +165,22 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
             pks[table] = list(cols)
         else:
             fks.setdefault(table, []).append((list(cols), ref_schema, ref_table, list(ref_cols)))
+    # columns holding surrogate ids of other rows (a foreign key to a primary key, or to an unmanaged table)
+    id_cols = {
+        table: {
+            c
+            for cols, nsp, rel, ref_cols in table_fks
+            if (nsp, rel) not in managed_at or set(ref_cols) & set(pks.get(managed_at[(nsp, rel)], []))
+            for c in cols
+        }
+        for table, table_fks in fks.items()
+    }
     bound = []
     for tc in config.tables:
         table_cols = columns[tc.name]
-        _check_columns(tc, table_cols, problems, label=label, catalog=config, uniques=uniques, fks=fks)
+        _check_columns(
+            tc, table_cols, problems, label=label, catalog=config, uniques=uniques, id_cols=id_cols
+        )
         pk = pks.get(tc.name, [])
         if len(pk) != 1:
             problems.append(
@@ -187,7 +199,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 continue  # every column of this key is ignored: not carried, not checked
             where = f"{label}: {tc.name}.{','.join(cols)} references {ref_schema}.{ref_table}"
             referenced = managed_at.get((ref_schema, ref_table))
-            if referenced is not None and _natural_values(referenced, ref_cols, pks=pks, fks=fks):
+            if referenced is not None and _natural_values(referenced, ref_cols, pks=pks, id_cols=id_cols):
                 # A unique set of plain columns (a name, a code): the value means the same row in every
                 # environment, so it is carried as is; only the order of writes depends on it.
                 value_refs.append(referenced)
@@ -230,13 +242,12 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
 
 
 def _natural_values(
-    table: str, columns: list[str], *, pks: dict[str, list[str]], fks: dict[str, list[Any]]
+    table: str, columns: list[str], *, pks: dict[str, list[str]], id_cols: dict[str, set[str]]
 ) -> bool:
     """Whether ``columns`` of managed ``table`` hold natural values (no surrogate id, no foreign key)."""
     if set(pks.get(table, [])) & set(columns):
         return False  # through the primary key: the foreign-key path (ids translated by natural key)
-    id_columns = {c for cols, *_ in fks.get(table, []) for c in cols}
-    return not id_columns & set(columns)
+    return not id_cols.get(table, set()) & set(columns)
 
 
 def _check_columns(
@@ -247,7 +258,7 @@ def _check_columns(
     label: str,
     catalog: CatalogConfig,
     uniques: dict[str, set[tuple[str, ...]]],
-    fks: dict[str, list[Any]],
+    id_cols: dict[str, set[str]],
 ) -> None:
     named = [("natural_key", c) for c in tc.natural_key] + [("ignore", c) for c in tc.ignore]
     named += [("scope", c) for c in tc.scope or {}]
@@ -271,7 +282,7 @@ def _check_columns(
                 f"{label}: catalog table {tc.name}: logical reference {ref.column} -> {ref.references}: "
                 f"{ref.target_table} is not a managed table. Add it to catalog.tables."
             )
-        elif not _unique_target(catalog.table(ref.target_table), ref.target_columns, uniques, fks):
+        elif not _unique_target(catalog.table(ref.target_table), ref.target_columns, uniques, id_cols):
             problems.append(
                 f"{label}: catalog table {tc.name}: logical reference {ref.column} -> {ref.label}: "
                 f"must reference the natural key of {ref.target_table} or another of its unique column sets "
@@ -283,12 +294,12 @@ def _unique_target(
     target: TableConfig,
     columns: tuple[str, ...],
     uniques: dict[str, set[tuple[str, ...]]],
-    fks: dict[str, list[Any]],
+    id_cols: dict[str, set[str]],
 ) -> bool:
     if by_natural_key(target, columns):
         return True
     wanted = set(columns)
-    plain = not wanted & _fk_columns(target, fks)
+    plain = not wanted & id_cols.get(target.name, set())
     return plain and any(set(u) == wanted for u in uniques.get(target.name, ()))
 
 
@@ -296,10 +307,6 @@ def by_natural_key(target: TableConfig | BoundTable, columns: tuple[str, ...]) -
     """Whether a reference to ``columns`` is by ``target``'s one-column natural key (resolved through the
     keymap); any other unique set is resolved by value."""
     return len(columns) == 1 and list(columns) == list(target.natural_key)
-
-
-def _fk_columns(target: TableConfig, fks: dict[str, list[Any]]) -> set[str]:
-    return {c for cols, *_ in fks.get(target.name, []) for c in cols}
 
 
 def _check_key_cycles(tables: list[BoundTable]) -> None:

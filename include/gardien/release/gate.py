@@ -27,7 +27,9 @@ def _summary_lines(report: Any, limit: int = 5) -> list[str]:
     for e in failed[:limit]:
         keys = ", ".join(str(x) for x in e.examples[:3])
         hint = f". {BLAST_RADIUS_HINT.format(table=e.table)}" if e.kind == "blast_radius" else ""
-        lines.append(f"{e.table}: {e.name} ({e.unexpected_count} rows){' e.g. ' + keys if keys else ''}{hint}")
+        lines.append(
+            f"{e.table}: {e.name} ({e.unexpected_count} rows){' e.g. ' + keys if keys else ''}{hint}"
+        )
     lines.extend(report.errors[:limit])
     return lines
 

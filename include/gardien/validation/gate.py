@@ -13,6 +13,7 @@ from gardien.config import CatalogConfig
 from gardien.errors import ConfigurationError
 from gardien.validation.changerules import changeset_rule_sql, changeset_specs
 from gardien.validation.changes import ChangeSummary
+from gardien.validation.external import allow_list_notes
 from gardien.validation.introspect import SchemaFacts, read_schema_facts
 from gardien.validation.probes import SmokeProbe, run_probes
 from gardien.validation.report import ExpectationResult, ValidationReport, json_safe
@@ -113,6 +114,11 @@ def validate_state(
         results += run_probes(
             conn, probes, examples=settings.examples, statement_timeout_ms=settings.statement_timeout_ms
         )
+        try:
+            notes = [*notes, *allow_list_notes(conn, catalog=catalog, facts=facts)]
+        except psycopg2.Error as exc:
+            conn.rollback()
+            notes = [*notes, f"allow-list references could not be listed: {str(exc).strip().splitlines()[0]}"]
     finally:
         conn.close()
     docs = str(data_docs_dir / "index.html") if data_docs_dir is not None else None
