@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from test_engine_support import execute, query
 
-from gardien import pg
 from gardien.apply import deploy
 from gardien.config import load_config
 from gardien.demo.openmrs.generator import CONFIG, SECOND, Built, fill
