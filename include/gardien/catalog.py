@@ -333,6 +333,10 @@ def _definition(table: BoundTable) -> dict[str, Any]:
     for optional in ("schema", "table", "on_insert"):  # absent: digests of catalogs written before them
         if not cfg.get(optional):
             cfg.pop(optional, None)
+    for ref in cfg.get("logical_references", []):
+        for optional in ("join", "external"):
+            if ref.get(optional) is None:
+                ref.pop(optional, None)
     return {
         "table": table.name,
         "pk": table.pk,
