@@ -11,10 +11,9 @@ from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog, by_natural_key
 from gardien.changeset import Changeset
-from gardien.errors import SourceDataError
 from gardien.keys import KeyMap
 from gardien.portable import Key, key_text, qualified
-from gardien.refvalues import check_value_references, external_allowed
+from gardien.refvalues import check_value_references, dangling, external_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +143,7 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
             f"{ref.table} {key_text(ref.key)}: {ref.column} refers to {ref.target_table} "
             f"{key_text(ref.target_key)}, which will not exist in the target{hint}"
         )
-    more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
-    raise SourceDataError(
-        f"{len(missing)} reference(s) to keys that will not exist in the target:\n  "
-        + "\n  ".join(lines)
-        + more
-        + "\nFix the referring rows (or add the referenced rows) in the source and capture again."
-    )
+    raise dangling("keys", lines, total=len(missing))
 
 
 def _not_external(cur: Any, catalog: Catalog, missing: list[Reference]) -> list[Reference]:

@@ -111,15 +111,23 @@ def check_value_references(cur: Any, *, catalog: Catalog, changeset: Changeset) 
                         + (" nor is allowed by its external rule" if ref.external else "")
                     )
     if problems:
-        shown = problems[:50]
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise SourceDataError(
-            f"{len(problems)} reference(s) to values that will not exist in the target:\n  "
-            + "\n  ".join(shown)
-            + more
-            + "\nFix the referring rows (or add the referenced rows) in the source and capture again, or "
-            "declare where else the value lives (logical_references[].external)."
+        raise dangling(
+            "values",
+            problems,
+            total=len(problems),
+            also=", or declare where else the value lives (logical_references[].external)",
         )
+
+
+def dangling(what: str, lines: list[str], *, total: int, also: str = "") -> SourceDataError:
+    """The refusal naming (up to 50 of) ``total`` references to ``what`` that will not exist in the target."""
+    more = f"\n  ... and {total - 50} more" if total > 50 else ""
+    return SourceDataError(
+        f"{total} reference(s) to {what} that will not exist in the target:\n  "
+        + "\n  ".join(lines[:50])
+        + more
+        + f"\nFix the referring rows (or add the referenced rows) in the source and capture again{also}."
+    )
 
 
 def _present_after(
