@@ -473,6 +473,9 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
 
 
 def _env_dsn(dsn: str, database: str | None) -> str:
+    from gardien.redact import register_dsn
+
+    register_dsn(dsn)  # its password is masked in every message from now on
     return pg.dsn_for_database(dsn, database) if database else dsn
 
 

@@ -12,6 +12,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from gardien.errors import ConfigurationError, EnvironmentUnavailableError
+from gardien.redact import redact_text, register_dsn
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 _DBNAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -28,11 +29,12 @@ def admin_dsn(environ: dict[str, str] | None = None) -> str:
 
 def dsn_for_database(dsn: str, dbname: str) -> str:
     """Return ``dsn`` pointing at database ``dbname`` (URI or key=value form accepted)."""
+    register_dsn(dsn)
     try:
         params = psycopg2.extensions.parse_dsn(dsn)
     except psycopg2.ProgrammingError as exc:
         raise ConfigurationError(
-            f"invalid PostgreSQL DSN {redact(dsn)!r}: {exc}. "
+            f"invalid PostgreSQL DSN {redact(dsn)!r}: {redact(str(exc).strip())}. "
             "Use a libpq URI such as postgresql://user@host:5432/dbname."
         ) from exc
     params["dbname"] = dbname
@@ -40,17 +42,23 @@ def dsn_for_database(dsn: str, dbname: str) -> str:
 
 
 def redact(dsn: str) -> str:
-    """Hide a password in a DSN before it is printed or logged."""
-    dsn = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", dsn)
-    return re.sub(r"(password\s*=\s*)\S+", r"\1***", dsn)
+    """Hide a password in a DSN before it is printed or logged (gardien.redact: one redaction for all)."""
+    return redact_text(dsn)
 
 
 def connect(dsn: str, *, application_name: str = "gardien", connect_timeout: int = 10):
     """Open a psycopg2 connection, turning connection failures into a clear, actionable error."""
+    register_dsn(dsn)
     try:
         return psycopg2.connect(dsn, application_name=application_name, connect_timeout=connect_timeout)
+    except psycopg2.ProgrammingError as exc:  # libpq could not parse the DSN (its message may echo a part)
+        raise ConfigurationError(
+            f"invalid PostgreSQL DSN {redact(dsn)!r}: {redact(str(exc).strip())}. Percent-encode special "
+            "characters of a URI password (% as %25, @ as %40, space as %20) or use the key=value form."
+        ) from None
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        first = redact_text(first)
         raise EnvironmentUnavailableError(
             f"cannot connect to PostgreSQL at {redact(dsn)}: {first}. "
             "Check that the server is running and the DSN (host, port, user, database) is right."

@@ -82,6 +82,12 @@ def demo(
                 )
                 created.append(f"{prefix}{env}")
         ledger_db = pg.create_database(pg_admin_dsn, f"{prefix}ledger")
+        migrate_conn = pg.connect(ledger_db)  # `gardien ledger migrate`: steps never create the schema
+        try:
+            ledger.migrate(migrate_conn)
+            migrate_conn.commit()
+        finally:
+            migrate_conn.close()
         created.append(f"{prefix}ledger")
         data = yaml.safe_load((ROOT / "include" / "config" / "gardien.yaml").read_text())
         for env in ("qualif", "preprod", "prod"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 import pytest
 import yaml
 from fakeslack import FakeSlack
@@ -61,17 +62,32 @@ def release_setup(
     from gardien.demo.generator import build_environments
 
     created: list[str] = []
+    roles: list[str] = []
 
     def make(*, window_minutes: tuple[int, int] = (-5, 120), extra: dict[str, Any] | None = None) -> Setup:
         prefix = f"gt_rel_{uuid.uuid4().hex[:8]}_"
         build = build_environments(pg_admin_dsn, prefix=prefix)
         created.extend(e.database for e in build.environments)
         ledger_db = f"{prefix}ledger"
-        pg.create_database(pg_admin_dsn, ledger_db)
+        migrate_conn = pg.connect(pg.create_database(pg_admin_dsn, ledger_db))
         created.append(ledger_db)
+        try:  # `gardien ledger migrate`: release steps never create the schema
+            ledger.migrate(migrate_conn)
+            migrate_conn.commit()
+        finally:
+            migrate_conn.close()
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         window = (now + timedelta(minutes=window_minutes[0]), now + timedelta(minutes=window_minutes[1]))
         data = _config(prefix, ledger_db, window)
+        # Airflow writes the ledger as a LOGIN role that is only a member of the writer role (ADR 0002).
+        writer = f"{prefix}writer"
+        with pg.autocommit(pg_admin_dsn) as admin, admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{writer}" LOGIN IN ROLE {ledger.WRITER_ROLE}')
+        roles.append(writer)
+        owner_dsn = pg.dsn_for_database(pg_admin_dsn, ledger_db)
+        params = psycopg2.extensions.parse_dsn(owner_dsn)
+        params.pop("password", None)
+        data["ledger"] = {"dsn": psycopg2.extensions.make_dsn(**{**params, "user": writer})}
         data.update(extra or {})
         config_file = tmp_path / "gardien.yaml"
         config_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
@@ -100,6 +116,9 @@ def release_setup(
     yield make
     for name in created:
         pg.drop_database(pg_admin_dsn, name)
+    with pg.autocommit(pg_admin_dsn) as admin, admin.cursor() as cur:
+        for role in roles:
+            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def run(setup: Setup, approver: AutoApprover, **conf: Any) -> tuple[Any, dict[str, str]]:

@@ -337,7 +337,7 @@ def build_fleet(admin: str, *, prefix: str, scenarios: tuple[Scenario, ...]) -> 
                 fleet.dsn_overrides[s.env(s.down_target)] = (
                     f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
                 )
-        pg.create_database(admin, fleet.ledger_db)
+        _migrate(pg.create_database(admin, fleet.ledger_db))
         fleet.created.append(fleet.ledger_db)
     except BaseException:
         drop_fleet(admin, fleet)
@@ -385,3 +385,13 @@ def distributed(pg_admin_dsn: str) -> Iterator[Session]:
         yield session
     finally:
         drop_fleet(admin, fleet)
+
+
+def _migrate(ledger_dsn: str) -> None:
+    """What `gardien ledger migrate` does before any release (steps no longer create the schema)."""
+    conn = pg.connect(ledger_dsn)
+    try:
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()

@@ -45,6 +45,12 @@ def env(databases: tuple[str, str, str]) -> tuple[str, str, GardienConfig, str]:
         reset(dsn)
         load(dsn, BASE_STATE)
     execute(ledger_dsn, "DROP SCHEMA IF EXISTS ledger CASCADE")
+    conn = pg.connect(ledger_dsn)  # `gardien ledger migrate`: the watch never creates the schema
+    try:
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()
     config = parse_config(
         {
             "environments": {

@@ -355,10 +355,10 @@ def test_append_event_bad_input_refused_nothing_written(
     assert list_events(conn) == ()
 
 
-def test_append_event_without_schema_says_run_init(make_db: Callable[[str], str]) -> None:
+def test_append_event_without_schema_says_run_migrate(make_db: Callable[[str], str]) -> None:
     connection = pg.connect(make_db("ledger"))
     try:
-        with pytest.raises(LedgerError, match="gardien audit init"):
+        with pytest.raises(LedgerError, match="gardien ledger migrate"):
             append_event(connection, kind="test.none", actor="a", at=T0)
     finally:
         connection.close()

@@ -266,6 +266,7 @@ def test_load_report_tells_the_whole_release_story(ledger_dsn: str, tmp_path: Pa
         "head_seq": events[-1].seq,
         "head_hash": events[-1].hash,
         "broken": None,
+        "status_mismatches": [],  # every status agrees with its chained events
     }
     assert data["sources"][1] == "artifact folder not found: built from the ledger alone"
 

@@ -91,7 +91,7 @@ def _event(release_id: str, kind: str, context: Context, *, reason: str, **paylo
     ctx = step_context(context)
     conn = pg.connect(ledger_dsn(load_config(config_path())), application_name="gardien rollback")
     try:
-        ledger.ensure_schema(conn)
+        ledger.require_schema(conn)
         try:
             history = ledger.release_history(conn, release_id)
         except LedgerError:  # an unknown release: nothing to attach the event to (the task log says why)

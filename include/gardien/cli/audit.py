@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,13 +15,13 @@ import yaml
 
 from gardien import pg
 from gardien.errors import ConfigurationError, LedgerError
-from gardien.ledger import Anchor, Event, ensure_schema, get_release, list_events, verify_chain
+from gardien.ledger import Anchor, Event, get_release, list_events, status_mismatches, verify_chain
 
 DEFAULT_CONFIG = "include/config/gardien.yaml"
 
 audit_app = typer.Typer(
     name="audit",
-    help="The tamper-evident audit ledger: init, verify, log.",
+    help="The tamper-evident audit ledger: verify, reconcile, log (init: see `gardien ledger migrate`).",
     no_args_is_help=True,
 )
 
@@ -73,45 +74,62 @@ def resolve_ledger_dsn(
 
 @audit_app.command("init")
 def init(config: ConfigOption = Path(DEFAULT_CONFIG), dsn: DsnOption = None) -> None:
-    """Create the ledger database if missing, its schema, triggers and writer role (idempotent)."""
-    target = resolve_ledger_dsn(dsn, config)
-    name = psycopg2.extensions.parse_dsn(target).get("dbname")
-    maintenance = pg.dsn_for_database(target, "postgres")
-    if name and not pg.database_exists(maintenance, name):
-        pg.create_database(maintenance, name)
-        typer.echo(f"created database {name}")
-    conn = pg.connect(target, application_name="gardien-audit")
-    try:
-        ensure_schema(conn)
-        conn.commit()
-    finally:
-        conn.close()
-    typer.echo(f"ledger schema ready in {pg.redact(target)}")
+    """Same as `gardien ledger migrate` (kept for existing scripts): create or upgrade the ledger schema."""
+    from gardien.cli.ledger import migrate_ledger
+
+    state, target, created = migrate_ledger(dsn, config, create_database=True, grant_writer=[])
+    if created:
+        typer.echo(f"created database {psycopg2.extensions.parse_dsn(target).get('dbname')}")
+    typer.echo(f"ledger schema ready (version {state.version}) in {pg.redact(target)}")
 
 
 @audit_app.command("verify")
 def verify(
-    config: ConfigOption = Path(DEFAULT_CONFIG),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "-c",
+            "--config",
+            envvar="GARDIEN_CONFIG",
+            help=f"Gardien YAML configuration [{DEFAULT_CONFIG}; with --dsn alone, target journals are not read].",
+        ),
+    ] = None,
     dsn: DsnOption = None,
     anchor: Annotated[
         str | None,
         typer.Option("--anchor", help="SEQ:HASH published earlier; it must still hold (detects a cut tail)."),
     ] = None,
+    journals: Annotated[
+        bool,
+        typer.Option(
+            "--journals/--no-journals",
+            help="Also read each configured target's journal for rows the ledger does not record.",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute the hash chain; exit 0 when intact, 11 naming the first broken link otherwise."""
+    """Recompute the hash chain, check every status against its events and (with the configuration) every
+    target journal against the ledger; exit 0 when all hold, 11 naming what does not."""
     expected = Anchor.parse(anchor) if anchor else None
+    journals_note = "not checked (--no-journals)"
+    if config is None and dsn:
+        journals_note = "not checked (no configuration given: pass -c to read the targets' journals)"
+        journals = False
+    config = config or Path(DEFAULT_CONFIG)
     conn = pg.connect(resolve_ledger_dsn(dsn, config), application_name="gardien-audit")
     try:
         report = verify_chain(conn, anchor=expected)
+        mismatches = status_mismatches(conn)
     finally:
+        conn.rollback()
         conn.close()
+    unrecorded, journal_note = _journal_findings(config, dsn) if journals else ([], journals_note)
     broken = report.first_broken
     if as_json:
         typer.echo(
             json.dumps(
                 {
-                    "ok": report.ok,
+                    "ok": report.ok and not mismatches and not unrecorded,
                     "checked": report.checked,
                     "head_seq": report.head_seq,
                     "head_hash": report.head_hash,
@@ -124,18 +142,109 @@ def verify(
                         "stored_hash": broken.stored_hash,
                         "altered_fields": list(broken.altered_fields),
                     },
+                    "status_mismatches": [m.to_dict() for m in mismatches],
+                    "unrecorded_journal_rows": [f.to_dict() for f in unrecorded],
+                    "journals": journal_note,
                 },
                 indent=2,
             )
         )
-    elif broken is not None:
-        typer.echo(f"{report.checked} events verified before the break")
+    else:
+        if broken is not None:
+            typer.echo(f"{report.checked} events verified before the break")
+        for m in mismatches:
+            typer.echo(f"STATUS MISMATCH: {m.describe()}")
+        for f in unrecorded:
+            typer.echo(f"NOT IN THE LEDGER: {f.describe()}")
+        typer.echo(f"target journals: {journal_note}")
+    problems = []
     if broken is not None:
+        problems.append(f"{broken.describe()}. Restore the ledger from a trusted backup and investigate")
+    if mismatches:
+        problems.append(
+            f"{len(mismatches)} record(s) whose status does not match their chained events (first: "
+            f"{mismatches[0].describe()})"
+        )
+    if unrecorded:
+        problems.append(
+            f"{len(unrecorded)} target journal row(s) without a ledger record (first: {unrecorded[0].describe()}); "
+            "run `gardien audit reconcile` to record them"
+        )
+    if problems:
         # Raised, not typer.Exit: main() maps GardienError to its exit code in every mode.
-        raise LedgerError(f"{broken.describe()}. Restore the ledger from a trusted backup and investigate.")
+        raise LedgerError("; ".join(problems) + ".")
     if not as_json:
-        typer.echo(f"ledger intact: {report.checked} events; head (publish it, verify later with --anchor):")
+        typer.echo(f"ledger intact: {report.checked} events; statuses match their events")
+        typer.echo("head (publish it, verify later with --anchor):")
         typer.echo(f"{report.head_seq}:{report.head_hash}")
+
+
+def _journal_findings(config: Path, dsn: str | None) -> tuple[list[Any], str]:
+    """Journal rows the ledger does not record, over the configuration's environments (read only)."""
+    from gardien.config import load_config
+    from gardien.release.reconcile import reconcile
+    from gardien.release.service import StepContext
+
+    try:
+        cfg = load_config(config)
+    except ConfigurationError as exc:
+        return [], f"not checked: the configuration cannot be read ({exc})"
+    if dsn:
+        from gardien.config import LedgerConfig
+
+        cfg = cfg.model_copy(update={"ledger": LedgerConfig(dsn=dsn)})
+    findings = reconcile(cfg, ctx=StepContext(actor="gardien-audit", now=datetime.now(UTC)), record=False)
+    unreachable = [f.environment for f in findings if f.action == "unreachable"]
+    missing = [f for f in findings if f.action != "unreachable"]
+    note = f"{len(cfg.environments) - len(unreachable)} of {len(cfg.environments)} checked"
+    if unreachable:
+        note += f" ({', '.join(unreachable)} unreachable)"
+    return missing, note
+
+
+@audit_app.command("reconcile")
+def reconcile_cmd(
+    config: ConfigOption = Path(DEFAULT_CONFIG),
+    environment: Annotated[
+        list[str] | None, typer.Option("--environment", "-e", help="Only this environment (repeatable).")
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", envvar="GARDIEN_ACTOR", help="Who reconciles (default: the login name)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record in the ledger every target journal row it does not record (from its intent, or as an alert when
+    nothing explains it). Exit 0 when everything is now recorded, 11 when a row had no known origin, 4 when a
+    target or the ledger was unreachable."""
+    from gardien.config import load_config
+    from gardien.errors import EnvironmentUnavailableError
+    from gardien.release.reconcile import reconcile
+    from gardien.release.service import StepContext
+
+    cfg = load_config(config)
+    from gardien.release.manual import login_name
+
+    who = actor or login_name()
+    findings = reconcile(cfg, ctx=StepContext(actor=who, now=datetime.now(UTC)), environments=environment)
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in findings], ensure_ascii=False, indent=2))
+    else:
+        for f in findings:
+            typer.echo(f"{f.action.upper()}: {f.describe()}")
+        if not findings:
+            typer.echo("every target journal row has its ledger record")
+    unreachable = [f for f in findings if f.action == "unreachable"]
+    if unreachable:
+        raise EnvironmentUnavailableError(
+            f"{len(unreachable)} environment(s) not reconciled: {unreachable[0].detail}"
+        )
+    alerted = [f for f in findings if f.action == "alerted"]
+    if alerted:
+        raise LedgerError(
+            f"{len(alerted)} journal row(s) had no known origin and were recorded as alerts "
+            f"(first: {alerted[0].describe()})."
+        )
 
 
 @audit_app.command("log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,17 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of text.")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (recorded in the ledger).")]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option("--actor", envvar="GARDIEN_ACTOR", help="Who acts, as recorded in the ledger [login name]."),
+]
+
+
+def _actor(given: str | None) -> str:
+    from gardien.release.manual import login_name
+
+    return given or login_name()
 
 
 def register(app: typer.Typer) -> None:
@@ -136,26 +148,70 @@ def apply_cmd(
             "--requested-by", help="Who requested this change (fills on_insert: requester columns)."
         ),
     ] = None,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    break_glass: Annotated[
+        bool,
+        typer.Option(
+            "--break-glass",
+            help="Apply to a production target without an approved release (needs --reason; recorded, announced).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply a changeset to TARGET in one transaction (three-way checked; re-applying is a no-op)."""
+    """Apply a changeset to TARGET in one transaction (three-way checked; re-applying is a no-op).
+
+    Recorded in the ledger (who, why, from the CLI). A production target takes only a changeset a release in
+    the ledger approved (same hash, quorum met, window open), unless --break-glass --reason "..."."""
     from gardien.apply import Timeouts, deploy
+    from gardien.release import manual
+    from gardien.release.guard import check_production_apply
 
     changeset = _read_changeset(changeset_file)
     cfg = load_config(config)
     env = resolve_environment(cfg, target)
+    operator = manual.Operator(
+        actor=_actor(actor),
+        reason=reason,
+        entry_point="cli",
+        now=dt.datetime.now(dt.UTC),
+        break_glass=break_glass,
+    )
+    approved = check_production_apply(cfg, env, changeset, operator=operator)
+    recorded = manual.require_ledger(cfg, env)
+    deployment_id = f"dep-{uuid.uuid4().hex[:16]}"
+    release_id = approved.id if approved is not None else release
+    if recorded:  # the intent first: if this process dies after the commit, reconciliation finds the row
+        manual.record_intent(
+            cfg,
+            kind=manual.APPLY_INTENT,
+            env=env,
+            target_deployment_id=deployment_id,
+            changeset_id=changeset.id,
+            release_id=approved.id if approved is not None else None,
+            operator=operator,
+        )
+    else:
+        typer.secho(f"warning: {env.name}: no ledger configured, this apply is not recorded", err=True)
     with _progress(not as_json, f"apply {changeset.id[:12]} → {env.name}"):
         result = deploy(
             env.dsn,
             changeset,
             catalog_config=cfg.catalog,
             target=env.name,
-            applied_at=dt.datetime.now(dt.UTC),
-            deployment_id=f"dep-{uuid.uuid4().hex[:16]}",
-            release_id=release,
+            applied_at=operator.now,
+            deployment_id=deployment_id,
+            release_id=release_id,
             release_label=label,
             timeouts=Timeouts(lock_ms=lock_timeout, statement_ms=statement_timeout),
-            requested_by=requested_by,
+            # on_insert: requester: the approved release's requester, unless given
+            requested_by=requested_by or (approved.requested_by if approved is not None else None),
+        )
+    if recorded:
+        manual.record_apply(cfg, env=env, result=result, release=approved, operator=operator)
+    if break_glass and env.production and result.status == "applied":
+        manual.announce_break_glass(
+            cfg, env=env, changeset_id=changeset.id, operator=operator, environ=os.environ
         )
     if as_json:
         _emit(result.to_dict())
@@ -180,21 +236,67 @@ def rollback_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Roll back even if later deployments touched the same rows.")
     ] = False,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Restore the rows a deployment changed, then prove the restoration by fingerprint."""
+    """Restore the rows a deployment changed, then prove the restoration by fingerprint.
+
+    Recorded in the ledger (who, why, from the CLI); a release's deployment shows the rollback in its report."""
+    from gardien.errors import RollbackError
+    from gardien.release import manual
     from gardien.rollback import rollback
 
     cfg = load_config(config)
     env = resolve_environment(cfg, target)
-    with _progress(not as_json, f"rollback {deployment_id} on {env.name}"):
-        result = rollback(
-            env.dsn,
-            deployment_id,
-            catalog_config=cfg.catalog,
-            target=env.name,
-            rolled_back_at=dt.datetime.now(dt.UTC),
-            force=force,
+    operator = manual.Operator(
+        actor=_actor(actor), reason=reason, entry_point="cli", now=dt.datetime.now(dt.UTC)
+    )
+    recorded = manual.require_ledger(cfg, env)
+    if recorded:
+        known = manual.ledger_deployment(cfg, env, deployment_id)
+        manual.record_intent(
+            cfg,
+            kind=manual.ROLLBACK_INTENT,
+            env=env,
+            target_deployment_id=deployment_id,
+            changeset_id=known.changeset_id if known else "",
+            release_id=known.release_id if known else None,
+            operator=operator,
+        )
+    try:
+        with _progress(not as_json, f"rollback {deployment_id} on {env.name}"):
+            result = rollback(
+                env.dsn,
+                deployment_id,
+                catalog_config=cfg.catalog,
+                target=env.name,
+                rolled_back_at=operator.now,
+                force=force,
+            )
+    except RollbackError as exc:
+        if recorded and "manual repair" in str(exc):
+            manual.record_rollback(
+                cfg,
+                env=env,
+                target_deployment_id=deployment_id,
+                changeset_id=known.changeset_id if known else "",
+                proven=False,
+                fingerprints={},
+                detail=str(exc),
+                operator=operator,
+            )
+        raise
+    if recorded and result.status == "rolled_back":
+        manual.record_rollback(
+            cfg,
+            env=env,
+            target_deployment_id=deployment_id,
+            changeset_id=result.changeset_id,
+            proven=result.proven,
+            fingerprints={"expected": result.fingerprint_expected, "restored": result.fingerprint_restored},
+            detail=None,
+            operator=operator,
         )
     if as_json:
         _emit(result.to_dict())

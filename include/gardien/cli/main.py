@@ -12,6 +12,7 @@ import sys
 import typer
 
 from gardien.errors import GardienError
+from gardien.redact import install_log_redaction, redact_text
 
 app = typer.Typer(
     name="gardien",
@@ -21,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_TOPICS = ("engine", "demo", "windows", "validate", "audit", "approvals", "report")
+_TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
 
 
 @app.callback()
@@ -42,13 +43,14 @@ for _topic in _TOPICS:
 
 def main() -> None:
     """Run the CLI; a GardienError prints its message and exits with its own code."""
+    install_log_redaction()
     try:
         # Without standalone mode, a typer.Exit(code) comes back as the return value.
         rc = app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except GardienError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact_text(str(exc))}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)

@@ -136,5 +136,9 @@ def _fail_if_untrustworthy(built: ReleaseReport, html_path: Path) -> None:
     # Raised after writing: the report itself is the evidence the auditor needs.
     if not built.chain.ok:
         raise LedgerError(f"{built.chain.broken}. The report was written to {html_path} and says so.")
+    if built.chain.status_mismatches:
+        raise LedgerError(
+            f"{built.chain.status_mismatches[0]}. The report was written to {html_path} and says so."
+        )
     if built.changeset.problem and built.changeset.id:
         raise LedgerError(f"{built.changeset.problem} The report was written to {html_path} and says so.")

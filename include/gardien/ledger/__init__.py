@@ -10,6 +10,7 @@ from gardien.ledger.chain import (
     canonical_text,
     event_hash,
 )
+from gardien.ledger.consistency import StatusMismatch, status_mismatches
 from gardien.ledger.crosswalks import CrosswalkRecord, crosswalk_digest, get_crosswalk, record_crosswalk
 from gardien.ledger.deployments import (
     DEPLOYMENT_STATUSES,
@@ -21,6 +22,7 @@ from gardien.ledger.deployments import (
     set_deployment_status,
 )
 from gardien.ledger.history import ReleaseHistory, release_history
+from gardien.ledger.migrate import SCHEMA_VERSION, SchemaState, migrate, require_schema
 from gardien.ledger.records import ApprovalRecord, ValidationRecord, record_approval, record_validation
 from gardien.ledger.releases import (
     RELEASE_STATUSES,
@@ -33,11 +35,20 @@ from gardien.ledger.releases import (
     put_changeset,
     set_release_status,
 )
-from gardien.ledger.store import WRITER_ROLE, append_event, ensure_schema, list_events, verify_chain
+from gardien.ledger.store import (
+    WRITER_ROLE,
+    append_event,
+    ensure_schema,
+    find_event,
+    list_events,
+    lock_ledger,
+    verify_chain,
+)
 from gardien.ledger.verify import Anchor, BrokenLink, ChainReport
 
 __all__ = [
     "DEPLOYMENT_STATUSES",
+    "SCHEMA_VERSION",
     "GENESIS_HASH",
     "RELEASE_STATUSES",
     "WRITER_ROLE",
@@ -52,6 +63,8 @@ __all__ = [
     "Release",
     "ReleaseHistory",
     "RollbackRecord",
+    "SchemaState",
+    "StatusMismatch",
     "ValidationRecord",
     "append_event",
     "attach_changeset",
@@ -61,11 +74,14 @@ __all__ = [
     "crosswalk_digest",
     "ensure_schema",
     "event_hash",
+    "find_event",
     "get_changeset",
     "get_crosswalk",
     "get_deployment",
     "get_release",
     "list_events",
+    "lock_ledger",
+    "migrate",
     "next_release_id",
     "put_changeset",
     "record_approval",
@@ -74,7 +90,9 @@ __all__ = [
     "record_rollback",
     "record_validation",
     "release_history",
+    "require_schema",
     "set_deployment_status",
     "set_release_status",
+    "status_mismatches",
     "verify_chain",
 ]

@@ -13,7 +13,8 @@ from psycopg2 import sql
 from gardien.errors import LedgerError
 from gardien.ledger.chain import AirflowIds, canonical_payload
 from gardien.ledger.releases import get_changeset, get_release
-from gardien.ledger.store import append_event, check_actor_and_time, database_errors
+from gardien.ledger.store import append_event, check_actor_and_time, database_errors, lock_ledger
+from gardien.redact import redact_text
 
 DEPLOYMENT_STATUSES = ("applying", "applied", "verified", "failed", "rolled_back", "rollback_unproven")
 
@@ -125,8 +126,7 @@ def set_deployment_status(
     _check_status(status)
     check_actor_and_time(actor, at)
     current = get_deployment(conn, deployment_id, for_update=True)
-    with database_errors(f"update deployment {deployment_id}"), conn.cursor() as cur:
-        cur.execute("UPDATE ledger.deployments SET status = %s WHERE id = %s", (status, deployment_id))
+    # The event is the change: the ledger's trigger moves ledger.deployments.status to the event's "to".
     append_event(
         conn,
         kind="deployment.status_changed",
@@ -144,11 +144,13 @@ def set_deployment_status(
 def get_deployment(
     conn: psycopg2.extensions.connection, deployment_id: int, *, for_update: bool = False
 ) -> DeploymentRecord:
-    """The deployment ``deployment_id``; LedgerError naming it if unknown."""
+    """The deployment ``deployment_id``; LedgerError naming it if unknown (``for_update``: see get_release)."""
+    if for_update:
+        lock_ledger(conn)
     query = sql.SQL(
         "SELECT id, release_id, environment, changeset_id, target_deployment_id, fingerprints, status, "
-        "actor, at FROM ledger.deployments WHERE id = %s {}"
-    ).format(sql.SQL("FOR UPDATE" if for_update else ""))
+        "actor, at FROM ledger.deployments WHERE id = %s"
+    )
     with database_errors(f"read deployment {deployment_id}"), conn.cursor() as cur:
         cur.execute(query, (deployment_id,))
         row = cur.fetchone()
@@ -172,6 +174,7 @@ def record_rollback(
     proven, ``rollback_unproven`` otherwise (manual repair needed)."""
     if not reason:
         raise LedgerError(f"rollback of deployment {deployment_id} needs a reason (why it was rolled back).")
+    reason = redact_text(reason)
     check_actor_and_time(actor, at)
     deployment = get_deployment(conn, deployment_id, for_update=True)
     fingerprints = dict(fingerprints)
@@ -182,10 +185,7 @@ def record_rollback(
             (deployment_id, bool(proven), canonical_payload(fingerprints), reason, actor, at),
         )
         record_id = cur.fetchone()[0]
-        cur.execute(
-            "UPDATE ledger.deployments SET status = %s WHERE id = %s",
-            ("rolled_back" if proven else "rollback_unproven", deployment_id),
-        )
+    # The event moves the deployment to rolled_back / rollback_unproven (the ledger's trigger).
     append_event(
         conn,
         kind="rollback.recorded",

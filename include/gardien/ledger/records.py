@@ -13,6 +13,7 @@ from gardien.errors import ApprovalError, LedgerError
 from gardien.ledger.chain import AirflowIds, canonical_payload, check_text
 from gardien.ledger.releases import get_changeset, get_release
 from gardien.ledger.store import append_event, check_actor_and_time, database_errors
+from gardien.redact import redact, redact_text
 
 DECISIONS = ("approved", "rejected")
 
@@ -56,6 +57,7 @@ def record_validation(
     check_actor_and_time(actor, at)
     get_release(conn, release_id)
     get_changeset(conn, changeset_id)
+    report = redact(dict(report))
     report_text = canonical_payload(report)
     check_text("environment", environment)
     with database_errors(f"record a validation of {release_id}"), conn.cursor() as cur:
@@ -116,6 +118,7 @@ def record_approval(
             f"{approver} requested release {release_id} and cannot approve it (separation of duties): "
             "ask another approver."
         )
+    comment = redact_text(comment) if comment else comment
     check_text("comment", comment)
     with database_errors(f"record an approval of {release_id}"), conn.cursor() as cur:
         cur.execute(

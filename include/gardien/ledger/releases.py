@@ -13,10 +13,11 @@ from psycopg2 import sql
 
 from gardien.errors import ChangesetError, LedgerError
 from gardien.ledger.chain import AirflowIds, canonical_timestamp, check_hash, check_text, sha256_hex
-from gardien.ledger.store import append_event, check_actor_and_time, database_errors
+from gardien.ledger.store import append_event, check_actor_and_time, database_errors, lock_ledger
+from gardien.redact import redact_text
 
 # Release statuses the pipeline moves through; the database only checks the spelling, so adding one
-# here is the whole change.
+# here is the whole change. The stored status mirrors the last ``release.status_changed`` event.
 RELEASE_STATUSES = (
     "requested",
     "empty",
@@ -93,6 +94,7 @@ def create_release(
         raise LedgerError(f"release {release_id}: path {list(stages)!r} must name at least one environment.")
     if not requested_by or not reason:
         raise LedgerError(f"release {release_id}: requested_by and reason are both required (who and why).")
+    reason = redact_text(reason)
     for name, value in (("requested_by", requested_by), ("reason", reason)):
         check_text(name, value)
     check_actor_and_time(actor or requested_by, at)
@@ -135,10 +137,14 @@ def create_release(
 def get_release(
     conn: psycopg2.extensions.connection, release_id: str, *, for_update: bool = False
 ) -> Release:
-    """The release ``release_id``; raises LedgerError naming it if the ledger does not know it."""
-    query = sql.SQL("SELECT {} FROM ledger.releases WHERE id = %s {}").format(
-        _RELEASE_COLUMNS, sql.SQL("FOR UPDATE" if for_update else "")
-    )
+    """The release ``release_id``; raises LedgerError naming it if the ledger does not know it.
+
+    ``for_update``: first take the ledger's append lock (``lock_ledger``), so the status read cannot be
+    overtaken by another writer before this transaction appends its event.
+    """
+    if for_update:
+        lock_ledger(conn)
+    query = sql.SQL("SELECT {} FROM ledger.releases WHERE id = %s").format(_RELEASE_COLUMNS)
     with database_errors(f"read release {release_id}"), conn.cursor() as cur:
         cur.execute(query, (release_id,))
         row = cur.fetchone()
@@ -165,8 +171,7 @@ def set_release_status(
         raise LedgerError(f"release status {status!r} is unknown: use one of {', '.join(RELEASE_STATUSES)}.")
     check_actor_and_time(actor, at)
     current = get_release(conn, release_id, for_update=True)
-    with database_errors(f"update release {release_id}"), conn.cursor() as cur:
-        cur.execute("UPDATE ledger.releases SET status = %s WHERE id = %s", (status, release_id))
+    # The event is the change: the ledger's trigger moves ledger.releases.status to the event's "to".
     append_event(
         conn,
         kind="release.status_changed",
@@ -238,8 +243,7 @@ def attach_changeset(
     check_actor_and_time(actor, at)
     current = get_release(conn, release_id, for_update=True)
     get_changeset(conn, changeset_id)
-    with database_errors(f"attach changeset to {release_id}"), conn.cursor() as cur:
-        cur.execute("UPDATE ledger.releases SET changeset_id = %s WHERE id = %s", (changeset_id, release_id))
+    # The event is the change: the ledger's trigger sets ledger.releases.changeset_id to its subject.
     append_event(
         conn,
         kind="changeset.attached",

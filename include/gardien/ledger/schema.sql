@@ -1,4 +1,6 @@
--- Gardien audit ledger: schema `ledger`, idempotent (run by ensure_schema under an advisory lock).
+-- Gardien audit ledger: schema `ledger`, idempotent. Run only by `gardien ledger migrate` (the owner, once per
+-- schema version, under an advisory lock: gardien.ledger.migrate); release steps connect as the writer role and
+-- never run DDL. The whole file is re-run by each migration, so every statement must be idempotent.
 -- Design and the canonical event form: docs/adr/0002-ledger-hash-chain.md.
 
 DO $$
@@ -13,6 +15,14 @@ END
 $$;
 
 CREATE SCHEMA IF NOT EXISTS ledger;
+
+-- One row per migration that changed something: which version (and exact schema text, by digest) is in place.
+CREATE TABLE IF NOT EXISTS ledger.schema_versions (
+    version integer NOT NULL CHECK (version > 0),
+    digest text NOT NULL CHECK (digest ~ '^[0-9a-f]{64}$'),
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    applied_by text NOT NULL DEFAULT current_user
+);
 
 CREATE TABLE IF NOT EXISTS ledger.changesets (
     id text PRIMARY KEY,
@@ -186,7 +196,57 @@ CREATE OR REPLACE TRIGGER events_refuse_update_delete BEFORE UPDATE OR DELETE ON
 CREATE OR REPLACE TRIGGER events_refuse_truncate BEFORE TRUNCATE ON ledger.events
     FOR EACH STATEMENT EXECUTE FUNCTION ledger.refuse_change();
 
--- Records are append-only too, except the two status columns that move (see the grants below).
+-- Statuses are derived from chained events. `releases.status`, `releases.changeset_id` and
+-- `deployments.status` are mirrors kept by the trigger below, which runs as the schema's owner (SECURITY
+-- DEFINER) when an event is inserted: the writer role has no UPDATE privilege at all, and any other UPDATE of
+-- these tables is refused. An owner who disables the triggers can still rewrite a mirror; `gardien audit
+-- verify` then names the row whose status no longer matches its events (gardien.ledger.consistency).
+CREATE OR REPLACE FUNCTION ledger.apply_event_to_records() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p jsonb := NEW.payload_text::jsonb;
+BEGIN
+    IF NEW.kind NOT IN ('release.status_changed', 'changeset.attached', 'deployment.status_changed',
+                        'rollback.recorded') THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('gardien.applying_event', NEW.seq::text, true);
+    IF NEW.kind = 'release.status_changed' THEN
+        UPDATE ledger.releases SET status = p ->> 'to' WHERE id = NEW.release_id;
+    ELSIF NEW.kind = 'changeset.attached' THEN
+        UPDATE ledger.releases SET changeset_id = NEW.subject WHERE id = NEW.release_id;
+    ELSIF NEW.kind = 'deployment.status_changed' THEN
+        UPDATE ledger.deployments SET status = p ->> 'to' WHERE id = (p ->> 'deployment_id')::bigint;
+    ELSE
+        UPDATE ledger.deployments
+           SET status = CASE WHEN (p ->> 'proven')::boolean THEN 'rolled_back' ELSE 'rollback_unproven' END
+         WHERE id = (p ->> 'deployment_id')::bigint;
+    END IF;
+    PERFORM set_config('gardien.applying_event', '', true);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ledger.refuse_update_without_event() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('gardien.applying_event', true), '') = '' THEN
+        RAISE EXCEPTION 'ledger.% rows change only through a chained event: UPDATE refused', TG_TABLE_NAME
+            USING HINT = 'Append the event (e.g. release.status_changed); the status follows it.',
+                  ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER events_apply_to_records AFTER INSERT ON ledger.events
+    FOR EACH ROW EXECUTE FUNCTION ledger.apply_event_to_records();
+CREATE OR REPLACE TRIGGER releases_refuse_update BEFORE UPDATE ON ledger.releases
+    FOR EACH ROW EXECUTE FUNCTION ledger.refuse_update_without_event();
+CREATE OR REPLACE TRIGGER deployments_refuse_update BEFORE UPDATE ON ledger.deployments
+    FOR EACH ROW EXECUTE FUNCTION ledger.refuse_update_without_event();
+
+-- Records are append-only too (statuses: see above).
 CREATE OR REPLACE TRIGGER changesets_refuse_change BEFORE UPDATE OR DELETE ON ledger.changesets
     FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
 CREATE OR REPLACE TRIGGER validation_results_refuse_change BEFORE UPDATE OR DELETE ON ledger.validation_results
@@ -214,11 +274,13 @@ BEGIN
 END
 $$;
 
--- The writer role: read everything, insert records and events, move only the status columns.
+-- The writer role: read everything, insert records and events; no UPDATE, DELETE, TRUNCATE or DDL anywhere
+-- (statuses follow the events, above). The REVOKE removes the column UPDATE earlier versions granted.
 GRANT USAGE ON SCHEMA ledger TO gardien_ledger_writer;
+REVOKE ALL ON ALL TABLES IN SCHEMA ledger FROM gardien_ledger_writer;
+REVOKE CREATE ON SCHEMA ledger FROM gardien_ledger_writer;
+GRANT SELECT ON ledger.schema_versions TO gardien_ledger_writer;
 GRANT SELECT, INSERT ON ledger.events, ledger.changesets, ledger.validation_results, ledger.approvals,
     ledger.rollbacks, ledger.crosswalks, ledger.releases, ledger.deployments TO gardien_ledger_writer;
-GRANT UPDATE (status, changeset_id) ON ledger.releases TO gardien_ledger_writer;
-GRANT UPDATE (status) ON ledger.deployments TO gardien_ledger_writer;
 GRANT USAGE ON SEQUENCE ledger.events_seq_seq, ledger.validation_results_id_seq, ledger.approvals_id_seq,
     ledger.deployments_id_seq, ledger.rollbacks_id_seq TO gardien_ledger_writer;

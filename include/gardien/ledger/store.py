@@ -6,14 +6,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from gardien.errors import ConfigurationError, LedgerError
+from gardien.errors import LedgerError
 from gardien.ledger.chain import (
     GENESIS_HASH,
     AirflowIds,
@@ -25,12 +24,12 @@ from gardien.ledger.chain import (
     event_hash,
 )
 from gardien.ledger.verify import Anchor, ChainReport, StoredEvent, verify_events
+from gardien.redact import redact, redact_text
 
 WRITER_ROLE = "gardien_ledger_writer"
-# Ledger-wide advisory lock keys (first 8 bytes of SHA-256 of "gardien.ledger.append" / ".schema").
-# The append key is repeated in schema.sql's insert trigger: keep them equal.
+# Ledger-wide advisory lock key (first 8 bytes of SHA-256 of "gardien.ledger.append"); repeated in
+# schema.sql's insert trigger: keep them equal.
 APPEND_LOCK_KEY = 2423469849036782355
-SCHEMA_LOCK_KEY = 3873811793866040800
 
 _EVENT_COLUMNS = sql.SQL(
     "seq, at, kind, actor, release_id, subject, payload_text, reason, dag_id, run_id, task_id, "
@@ -39,28 +38,13 @@ _EVENT_COLUMNS = sql.SQL(
 
 
 def ensure_schema(conn: psycopg2.extensions.connection) -> None:
-    """Create (or complete) the ledger schema, its triggers and the writer role; safe to run concurrently.
+    """Create or migrate the ledger schema (the owner's ``gardien ledger migrate``; the caller commits).
 
-    Needs a role allowed to create schemas and roles (the owner); the caller commits.
-    Raises ConfigurationError if the database is not UTF8 (hashes are over UTF-8 bytes).
+    Kept for the owner's tools and tests; release steps call ``require_schema`` instead (no DDL as the writer).
     """
-    with conn.cursor() as cur:
-        cur.execute("SHOW server_encoding")
-        encoding = cur.fetchone()[0]
-        if encoding.upper() not in ("UTF8", "UTF-8"):
-            raise ConfigurationError(
-                f"the ledger database uses encoding {encoding}: create it with ENCODING 'UTF8' "
-                "(hashes are computed over UTF-8 text)."
-            )
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        ddl = resources.files("gardien.ledger").joinpath("schema.sql").read_text(encoding="utf-8")
-        try:
-            cur.execute(ddl)
-        except psycopg2.errors.InsufficientPrivilege as exc:
-            raise LedgerError(
-                f"cannot create the ledger schema: {_first_line(exc)}. Run `gardien audit init` as the "
-                "ledger's owner (a role with CREATEROLE and CREATE on the database), not as the writer."
-            ) from exc
+    from gardien.ledger.migrate import migrate
+
+    migrate(conn)
 
 
 def append_event(
@@ -82,6 +66,9 @@ def append_event(
     when the database refuses the insert.
     """
     airflow = airflow or AirflowIds()
+    # Append-only means for ever: no password may enter the chain, whatever message carried it here.
+    payload = redact(payload) if isinstance(payload, Mapping) else payload
+    reason = redact_text(reason) if reason else reason
     check_kind(kind)
     check_actor_and_time(actor, at)
     for name, value in (
@@ -141,6 +128,16 @@ def append_event(
     return replace(draft, hash=digest, recorded_at=recorded_at)
 
 
+def lock_ledger(conn: psycopg2.extensions.connection) -> None:
+    """Take the ledger-wide append lock now (held to commit), before a read-then-append.
+
+    Stands in for ``SELECT ... FOR UPDATE``, which needs an UPDATE privilege the writer role does not have:
+    a status read under this lock cannot be overtaken by another writer's event before ours is appended.
+    """
+    with database_errors("lock the ledger"), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+
+
 def check_actor_and_time(actor: str, at: datetime) -> None:
     """Refuse, before anything is written, an event without an identity or with a naive time."""
     if not actor or not isinstance(actor, str):
@@ -162,6 +159,19 @@ def list_events(
     with database_errors("read the event log"), conn.cursor() as cur:
         cur.execute(query, params)
         return tuple(_row_to_stored(row).event for row in cur.fetchall())
+
+
+def find_event(
+    conn: psycopg2.extensions.connection, *, kind: str, payload_field: str, value: str
+) -> Event | None:
+    """The newest event of ``kind`` whose payload has ``payload_field`` equal to ``value`` (text), if any."""
+    query = sql.SQL(
+        "SELECT {} FROM ledger.events WHERE kind = %s AND payload ->> %s = %s ORDER BY seq DESC LIMIT 1"
+    )
+    with database_errors(f"read a {kind} event"), conn.cursor() as cur:
+        cur.execute(query.format(_EVENT_COLUMNS), (kind, payload_field, value))
+        row = cur.fetchone()
+    return _row_to_stored(row).event if row else None
 
 
 def verify_chain(
@@ -206,7 +216,8 @@ def database_errors(action: str) -> Iterator[None]:
         yield
     except psycopg2.errors.UndefinedTable as exc:
         raise LedgerError(
-            f"cannot {action}: the ledger schema is missing ({_first_line(exc)}). Run `gardien audit init`."
+            f"cannot {action}: the ledger schema is missing ({_first_line(exc)}). Run `gardien ledger migrate` "
+            "as the ledger's owner."
         ) from exc
     except psycopg2.errors.InsufficientPrivilege as exc:
         raise LedgerError(

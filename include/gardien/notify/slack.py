@@ -26,6 +26,9 @@ CONFIG_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived",
 BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format"})
 
 
+from gardien.redact import redact  # noqa: E402
+
+
 class SlackNotifier:
     """Posts messages to one channel with ``chat.postMessage``.
 
@@ -71,6 +74,7 @@ class SlackNotifier:
     def send(self, message: SlackMessage) -> SendResult:
         """Deliver ``message``; on failure log it, queue it in the outbox, and return ``ok=False``."""
         try:
+            message = redact(message)  # no password leaves through Slack (nor lands in the outbox)
             return self._send(message)
         except Exception as exc:  # noqa: BLE001 — a notification must never fail a release
             log.exception("unexpected error while notifying Slack; notification: %s", message.text)

@@ -31,6 +31,7 @@ class WatchResult:
     detail: str
     report: DriftReport | None = None
     last_release: str | None = None  # release of the latest deployment still in effect, for messages
+    reconciled: tuple[str, ...] = ()  # journal rows the ledger did not record, recorded (or alerted) now
 
     @property
     def drifted(self) -> bool:
@@ -44,6 +45,7 @@ class WatchResult:
             "drifted": self.drifted,
             "last_release": self.last_release,
             "report": self.report.to_payload() if self.report else None,
+            "reconciled": list(self.reconciled),
         }
 
 
@@ -86,7 +88,7 @@ def _target(dsn: str) -> Iterator[Any]:
 def _ledger(config: GardienConfig) -> Iterator[Any]:
     conn = pg.connect(config_ledger_dsn(config), application_name="gardien drift watch")
     try:
-        ledger.ensure_schema(conn)
+        ledger.require_schema(conn)
         yield conn
         conn.commit()
     except BaseException:
@@ -114,8 +116,42 @@ def watch(
     ``max_rows`` per table), recorded once per distinct drifted state. Safe to retry.
     Raises EnvironmentUnavailableError (target or ledger unreachable), LedgerError (baseline altered).
     """
+    from dataclasses import replace
+
+    from gardien.release.reconcile import reconcile_environment
+    from gardien.release.service import StepContext
+
     env = resolve_environment(config, environment)
-    # Short ledger transactions only: ensure_schema holds a ledger-wide lock until commit, and a scan of a
+    # Gardien's own deployments are told from drift by the journal; one the ledger never recorded is
+    # recorded (or alerted) first, so the watch never takes an unrecorded change for a known one.
+    findings = reconcile_environment(
+        config, environment, ctx=StepContext(actor=actor, now=now, airflow=airflow)
+    )
+    result = _watch(
+        config,
+        env,
+        environment,
+        actor=actor,
+        now=now,
+        airflow=airflow,
+        max_rows=max_rows,
+        rebaseline_reason=rebaseline_reason,
+    )
+    return replace(result, reconciled=tuple(f.describe() for f in findings)) if findings else result
+
+
+def _watch(
+    config: GardienConfig,
+    env: Any,
+    environment: str,
+    *,
+    actor: str,
+    now: datetime,
+    airflow: ledger.AirflowIds | None,
+    max_rows: int,
+    rebaseline_reason: str | None,
+) -> WatchResult:
+    # Short ledger transactions only: an append holds a ledger-wide lock until commit, and a scan of a
     # large target must not stall every release step meanwhile.
     with _ledger(config) as lconn:
         recorded = latest_event(lconn, kind=BASELINE_EVENT, subject=environment)

@@ -85,7 +85,7 @@ def check_request(
     resolve_environment(config, environment)  # unknown environment: ConfigurationError listing the known ones
     conn = pg.connect(config_ledger_dsn(config), application_name="gardien rollback check")
     try:
-        ledger.ensure_schema(conn)
+        ledger.require_schema(conn)
         history = ledger.release_history(conn, release_id)
         changeset_id = history.release.changeset_id
         body = ledger.get_changeset(conn, changeset_id) if changeset_id else None

@@ -66,11 +66,12 @@ class ReleaseService:
         """A ledger connection in a transaction: committed on success, rolled back on error."""
         conn = pg.connect(config_ledger_dsn(self.config), application_name="gardien release")
         try:
-            ledger.ensure_schema(conn)
+            ledger.require_schema(conn)
             yield conn
             conn.commit()
         except BaseException:
-            conn.rollback()
+            if not conn.closed:  # a lost connection has nothing to roll back; keep the real error
+                conn.rollback()
             raise
         finally:
             conn.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from gardien import ledger
 from gardien.errors import ConflictError, GardienError, LedgerError, RollbackError
 from gardien.release.paths import ReleasePath
+from gardien.release.reconcile import APPLY_INTENT, ROLLBACK_INTENT, apply_recorded, reconcile_environment
 from gardien.release.service import ReleaseService, StepContext
 
 
@@ -26,7 +28,18 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
     from gardien.apply import deploy as apply_deploy
 
     changeset = svc.changeset(release_id)
+    # A previous attempt may have committed on the target and died before recording it: record it first.
+    reconcile_environment(svc.config, environment, ctx=ctx)
+    target_deployment_id = f"dep-{uuid.uuid4().hex[:16]}"
     with svc.ledger() as conn:
+        done = _last_deployment(conn, release_id, environment)
+        if (
+            done is not None
+            and done.changeset_id == changeset.id
+            and done.target_deployment_id is not None
+            and done.status in ("applied", "verified")
+        ):
+            return _recorded_summary(done, environment)
         rel = ledger.get_release(conn, release_id)
         if rel.status not in ("deploying", "deployed"):
             ledger.set_release_status(
@@ -37,6 +50,23 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
                 at=ctx.now,
                 airflow=ctx.airflow,
             )
+        # The intent, committed before the target is touched: the journal row will carry this id, so a
+        # commit the ledger never hears about is found and recorded by the next reconciliation.
+        ledger.append_event(
+            conn,
+            kind=APPLY_INTENT,
+            actor=ctx.actor,
+            at=ctx.now,
+            release_id=release_id,
+            subject=changeset.id,
+            payload={
+                "environment": environment,
+                "target_deployment_id": target_deployment_id,
+                "changeset_id": changeset.id,
+                "entry_point": "release",
+            },
+            airflow=ctx.airflow,
+        )
     try:
         result = apply_deploy(
             svc.dsn(environment),
@@ -44,6 +74,7 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
             catalog_config=svc.config.catalog,
             target=environment,
             applied_at=ctx.now,
+            deployment_id=target_deployment_id,
             release_id=release_id,
             release_label=f"{svc.path.name}:{release_id}",
             requested_by=rel.requested_by,
@@ -69,6 +100,13 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
         )
         raise
     with svc.ledger() as conn:
+        ledger.lock_ledger(conn)
+        if result.deployment_id and apply_recorded(conn, environment, result.deployment_id):
+            # A reconciler (drift watch, audit reconcile) recorded it while this step was between commit and
+            # record: one record per journal row.
+            done = _last_deployment(conn, release_id, environment)
+            if done is not None and done.target_deployment_id == result.deployment_id:
+                return _recorded_summary(done, environment)
         record = ledger.record_deployment(
             conn,
             release_id=release_id,
@@ -102,6 +140,23 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
     out["ledger_deployment_id"] = record.id
     svc.write_json(release_id, f"deployment-{environment}.json", result.to_dict())
     return out
+
+
+def _recorded_summary(done: ledger.DeploymentRecord, environment: str) -> dict[str, Any]:
+    """What a retried deploy returns when the ledger already records this changeset applied here."""
+    fp = dict(done.fingerprints or {})
+    return {
+        "status": "already_applied",
+        "changeset_id": done.changeset_id,
+        "target": environment,
+        "deployment_id": done.target_deployment_id,
+        "counts": {},
+        "drift": [],
+        "fingerprint_before": fp.get("before"),
+        "fingerprint_after": fp.get("after"),
+        "matches_source": fp.get("matches_source"),
+        "ledger_deployment_id": done.id,
+    }
 
 
 def verify(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepContext) -> dict[str, Any]:
@@ -142,12 +197,28 @@ def rollback(
     """
     from gardien.rollback import rollback as engine_rollback
 
+    # An apply committed on the target but never recorded must not make this "nothing to roll back".
+    reconcile_environment(svc.config, environment, ctx=ctx)
     with svc.ledger() as conn:
         dep = _last_deployment(conn, release_id, environment)
     if dep is None or dep.target_deployment_id is None:
         return {"status": "nothing_to_roll_back", "environment": environment}
     if dep.status == "rolled_back":
         return {"status": "already_rolled_back", "environment": environment, "proven": True}
+    svc.event(
+        release_id,
+        ROLLBACK_INTENT,
+        ctx=ctx,
+        subject=dep.changeset_id,
+        payload={
+            "environment": environment,
+            "target_deployment_id": dep.target_deployment_id,
+            "ledger_deployment_id": dep.id,
+            "entry_point": "release",
+            "force": force,
+        },
+        reason=reason,
+    )
     try:
         result = engine_rollback(
             svc.dsn(environment),
@@ -180,25 +251,31 @@ def rollback(
             )
         raise
     with svc.ledger() as conn:
-        ledger.record_rollback(
-            conn,
-            deployment_id=dep.id,
-            proven=result.proven,
-            fingerprints={"expected": result.fingerprint_expected, "restored": result.fingerprint_restored},
-            reason=reason,
-            actor=ctx.actor,
-            at=ctx.now,
-            airflow=ctx.airflow,
-        )
-        ledger.set_deployment_status(
-            conn,
-            deployment_id=dep.id,
-            status="rolled_back" if result.proven else "rollback_unproven",
-            actor=ctx.actor,
-            at=ctx.now,
-            reason=reason,
-            airflow=ctx.airflow,
-        )
+        # Under the ledger lock: a reconciler may have recorded this very rollback while this step was between
+        # the target's commit and here; one record per rollback.
+        if ledger.get_deployment(conn, dep.id, for_update=True).status != "rolled_back":
+            ledger.record_rollback(
+                conn,
+                deployment_id=dep.id,
+                proven=result.proven,
+                fingerprints={
+                    "expected": result.fingerprint_expected,
+                    "restored": result.fingerprint_restored,
+                },
+                reason=reason,
+                actor=ctx.actor,
+                at=ctx.now,
+                airflow=ctx.airflow,
+            )
+            ledger.set_deployment_status(
+                conn,
+                deployment_id=dep.id,
+                status="rolled_back" if result.proven else "rollback_unproven",
+                actor=ctx.actor,
+                at=ctx.now,
+                reason=reason,
+                airflow=ctx.airflow,
+            )
     out = result.to_dict()
     svc.write_json(release_id, f"rollback-{environment}.json", out)
     if not result.proven:

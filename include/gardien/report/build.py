@@ -9,6 +9,7 @@ from datetime import datetime
 from gardien import ledger
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
+from gardien.redact import redact
 from gardien.report.artifacts import Artifacts
 from gardien.report.diffs import changeset_section, unreadable_section
 from gardien.report.lines import (
@@ -42,6 +43,7 @@ def build_report(
     changeset_problem: str | None,
     chain: ledger.ChainReport,
     artifacts: Artifacts,
+    status_mismatches: tuple[ledger.StatusMismatch, ...] = (),
     generated_at: datetime,
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
@@ -168,10 +170,12 @@ def build_report(
             head_seq=chain.head_seq,
             head_hash=chain.head_hash,
             broken=chain.first_broken.describe() if chain.first_broken else None,
+            status_mismatches=tuple(m.describe() for m in status_mismatches),
         ),
     )
-    # Alerts summarise the other sections, so they are derived from the finished value.
-    return replace(report, alerts=alerts_for(report))
+    # Alerts summarise the other sections, so they are derived from the finished value; nothing in a report
+    # (reasons, error texts recorded before redaction existed) may show a password.
+    return redact(replace(report, alerts=alerts_for(report)))
 
 
 def _sources(artifacts: Artifacts) -> tuple[str, ...]:

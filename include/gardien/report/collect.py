@@ -43,6 +43,7 @@ def load_report(
     chain = ledger.verify_chain(conn)
     return build_report(
         history,
+        status_mismatches=ledger.status_mismatches(conn, release_id=release_id),
         changeset=changeset,
         changeset_problem=problem,
         chain=chain,

@@ -235,6 +235,8 @@ class ChainStatus:
     head_seq: int | None
     head_hash: str
     broken: str | None
+    # Records of this release whose status disagrees with its chained events (forged with triggers off).
+    status_mismatches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

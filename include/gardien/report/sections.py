@@ -15,6 +15,13 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
         alerts.append(
             Alert(DANGER, f"AUDIT CHAIN BROKEN — {report.chain.broken}. This report cannot be trusted as is.")
         )
+    for mismatch in report.chain.status_mismatches:
+        alerts.append(
+            Alert(
+                DANGER,
+                f"STATUS NOT BACKED BY THE AUDIT CHAIN — {mismatch}. Trust the events, not this status.",
+            )
+        )
     if report.changeset.problem and report.changeset.id:
         alerts.append(Alert(DANGER, f"CHANGESET UNREADABLE — {report.changeset.problem}"))
     for r in report.rollbacks:
@@ -52,6 +59,17 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
                     WARNING,
                     f"DRIFT on {d.environment}: {len(d.drift)} note(s) — the target had changed since capture "
                     "in ways this release tolerates; see the deployment's drift notes.",
+                )
+            )
+    closed_at = report.outcome.at if report.outcome.closed else None
+    for r in report.rollbacks:
+        if closed_at and r.at > closed_at:
+            alerts.append(
+                Alert(
+                    DANGER,
+                    f"ROLLED BACK AFTER THE RELEASE CLOSED on {r.environment or f'deployment {r.deployment_id}'} "
+                    f"({r.at}, by {r.actor}, restoration {'proven' if r.proven else 'NOT proven'}): {r.reason}. "
+                    f"The outcome recorded at close ({report.outcome.outcome.upper()}) no longer holds there.",
                 )
             )
     if report.outcome.closed and report.outcome.ok is False:

@@ -1,0 +1,291 @@
+"""`gardien apply` and `gardien rollback` from the CLI are recorded in the ledger (actor, reason, entry point),
+production takes only an approved changeset (or an announced break-glass), and a manual rollback shows in the
+release's report — real processes, real PostgreSQL, a fake Slack."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+import yaml
+from fakeslack import FakeSlack
+from test_engine_support import BASE_STATE, CATALOG, database_pair, load, reset
+
+from gardien import ledger, pg
+from gardien.changeset import Changeset
+from gardien.errors import ApprovalError, UsageError
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def databases(pg_admin_dsn: str) -> Iterator[tuple[str, str, str]]:
+    with database_pair(pg_admin_dsn, "clirec") as (src, tgt):
+        name = f"gt_clirec_ledger_{uuid.uuid4().hex[:8]}"
+        ledger_dsn = pg.create_database(pg_admin_dsn, name)
+        try:
+            yield src, tgt, ledger_dsn
+        finally:
+            pg.drop_database(pg_admin_dsn, name)
+
+
+@pytest.fixture
+def setup(databases, tmp_path: Path, fake_slack: FakeSlack) -> dict[str, Any]:
+    source, target, ledger_dsn = databases
+    for dsn in (source, target):
+        reset(dsn)
+    load(source, BASE_STATE)
+    conn = psycopg2.connect(ledger_dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS ledger CASCADE")
+    conn.close()
+    conn = pg.connect(ledger_dsn)
+    ledger.migrate(conn)
+    conn.commit()
+    conn.close()
+    config = tmp_path / "gardien.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "environments": {
+                    "src": {"dsn": source, "role": "source"},
+                    "tgt": {"dsn": target, "production": True},
+                },
+                "ledger": {"dsn": ledger_dsn},
+                "catalog": CATALOG,
+                "release_paths": {"std": {"source": "src", "stages": [{"name": "prod", "targets": ["tgt"]}]}},
+                "approvals": {
+                    "groups": {"cab": ["chef.projet", "dsi.adjoint", "resp.exploitation"]},
+                    "environments": {"tgt": {"quorum": 2, "groups": ["cab"]}},
+                },
+                "notifications": {
+                    "slack": {
+                        "channel": "#prod",
+                        "token_env": "SLACK_BOT_TOKEN",
+                        "base_url_env": "SLACK_BASE_URL",
+                        "outbox": str(tmp_path / "outbox.jsonl"),
+                    }
+                },
+            }
+        )
+    )
+    changeset = tmp_path / "cs.json"
+    env = {
+        "SLACK_BOT_TOKEN": fake_slack.token,
+        "SLACK_BASE_URL": fake_slack.base_url,
+        "GARDIEN_ACTOR": "ops.alice",
+    }
+    assert run(config, env, "diff", "src", "tgt", "-o", str(changeset)).returncode == 0
+    return {"config": config, "env": env, "changeset": changeset, "ledger": ledger_dsn, "target": target}
+
+
+def run(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from gardien.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GARDIEN_CONFIG": str(config), **env},
+        timeout=180,
+        check=False,
+    )
+
+
+def events(ledger_dsn: str) -> list[ledger.Event]:
+    conn = pg.connect(ledger_dsn)
+    try:
+        return list(ledger.list_events(conn))
+    finally:
+        conn.close()
+
+
+def journal_count(target: str) -> int:
+    conn = psycopg2.connect(target)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('gardien.deployment') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return 0
+            cur.execute("SELECT count(*) FROM gardien.deployment")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def approved_release(
+    ledger_dsn: str, changeset_id: str, *, approvers: tuple[str, ...], window: bool = True
+) -> None:
+    conn = pg.connect(ledger_dsn)
+    try:
+        start = NOW - timedelta(minutes=5) if window else NOW - timedelta(days=2)
+        ledger.create_release(
+            conn,
+            release_id="R-cli",
+            path=["std", "tgt"],
+            requested_by="parametreur",
+            reason="cli test",
+            at=NOW - timedelta(minutes=10),
+            window_start=start,
+            window_end=start + timedelta(hours=2),
+        )
+        body = json.loads(Path(changeset_file_of[changeset_id]).read_text())
+        cs = Changeset.from_json(json.dumps(body))
+        ledger.put_changeset(conn, changeset_id=cs.id, body=cs.body_json())
+        ledger.attach_changeset(conn, release_id="R-cli", changeset_id=cs.id, actor="airflow", at=NOW)
+        for who in approvers:
+            ledger.record_approval(
+                conn, release_id="R-cli", changeset_id=cs.id, approver=who, decision="approved", at=NOW
+            )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+changeset_file_of: dict[str, str] = {}
+
+
+def cs_id(path: Path) -> str:
+    cs = Changeset.from_json(path.read_text())
+    changeset_file_of[cs.id] = str(path)
+    return cs.id
+
+
+def test_cli_apply_to_production_without_an_approved_release_is_refused(setup) -> None:
+    result = run(setup["config"], setup["env"], "apply", str(setup["changeset"]), "tgt")
+
+    assert result.returncode == ApprovalError.exit_code, result.stderr
+    assert "production target" in result.stderr and "Nothing was applied" in result.stderr
+    assert journal_count(setup["target"]) == 0
+
+
+def test_cli_apply_with_quorum_not_met_or_window_closed_is_refused(setup) -> None:
+    cid = cs_id(setup["changeset"])
+    approved_release(setup["ledger"], cid, approvers=("chef.projet",))  # quorum is 2
+
+    result = run(setup["config"], setup["env"], "apply", str(setup["changeset"]), "tgt")
+
+    assert result.returncode == ApprovalError.exit_code and "R-cli: pending (missing:" in result.stderr
+    assert journal_count(setup["target"]) == 0
+
+
+def test_cli_apply_of_an_approved_changeset_is_recorded_and_its_manual_rollback_shows_in_the_report(
+    setup, tmp_path: Path
+) -> None:
+    cid = cs_id(setup["changeset"])
+    approved_release(setup["ledger"], cid, approvers=("chef.projet", "dsi.adjoint"))
+
+    applied = run(
+        setup["config"], setup["env"], "apply", str(setup["changeset"]), "tgt", "--json", "--reason", "CAB ok"
+    )
+
+    assert applied.returncode == 0, applied.stderr
+    dep_id = json.loads(applied.stdout)["deployment_id"]
+    conn = pg.connect(setup["ledger"])
+    try:
+        history = ledger.release_history(conn, "R-cli")
+        [dep] = history.deployments
+        assert (dep.target_deployment_id, dep.status, dep.actor) == (dep_id, "applied", "ops.alice")
+        assert dep.fingerprints["entry_point"] == "cli"
+        intent = next(e for e in history.events if e.kind == "deployment.started")
+        assert (intent.actor, intent.reason, intent.payload["entry_point"]) == ("ops.alice", "CAB ok", "cli")
+        ledger.set_deployment_status(conn, deployment_id=dep.id, status="verified", actor="airflow", at=NOW)
+        ledger.set_release_status(conn, release_id="R-cli", status="closed", actor="airflow", at=NOW)
+        ledger.append_event(
+            conn,
+            kind="release.closed",
+            actor="airflow",
+            at=NOW,
+            release_id="R-cli",
+            payload={"outcome": "released", "ok": True, "detail": "deployed and verified on tgt"},
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+    rolled = run(setup["config"], setup["env"], "rollback", "tgt", dep_id, "--reason", "wrong dose limit")
+
+    assert rolled.returncode == 0, rolled.stderr
+    conn = pg.connect(setup["ledger"])
+    try:
+        history = ledger.release_history(conn, "R-cli")
+        assert [d.status for d in history.deployments] == ["rolled_back"]
+        assert history.release.status == "rolled_back"
+        [rb] = history.rollbacks
+        assert rb.actor == "ops.alice" and "wrong dose limit" in rb.reason and "via cli" in rb.reason
+    finally:
+        conn.close()
+    report = run(setup["config"], setup["env"], "report", "R-cli", "-o", str(tmp_path / "r"), "--json")
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    texts = [a["text"] for a in data["alerts"]]
+    assert any(t.startswith("ROLLED BACK AFTER THE RELEASE CLOSED on tgt") for t in texts), texts
+    assert [d["status"] for d in data["deployments"]] == ["rolled_back"], report.stderr
+
+
+def test_a_hand_edited_changeset_with_a_recomputed_id_is_refused_on_production(setup, tmp_path: Path) -> None:
+    cid = cs_id(setup["changeset"])
+    approved_release(setup["ledger"], cid, approvers=("chef.projet", "dsi.adjoint"))
+    original = Changeset.from_json(setup["changeset"].read_text())
+    forged = dataclasses.replace(original, tables=original.tables[:-1])  # hand-edited, id recomputed
+    forged_file = tmp_path / "forged.json"
+    forged_file.write_text(forged.to_json())
+    assert forged.id != cid
+
+    result = run(setup["config"], setup["env"], "apply", str(forged_file), "tgt")
+
+    assert result.returncode == ApprovalError.exit_code, result.stdout + result.stderr
+    assert journal_count(setup["target"]) == 0
+
+
+def test_break_glass_needs_a_reason_then_is_recorded_and_announced(setup, fake_slack: FakeSlack) -> None:
+    no_reason = run(setup["config"], setup["env"], "apply", str(setup["changeset"]), "tgt", "--break-glass")
+    assert no_reason.returncode == UsageError.exit_code and "--reason" in no_reason.stderr
+    assert journal_count(setup["target"]) == 0
+
+    result = run(
+        setup["config"],
+        setup["env"],
+        "apply",
+        str(setup["changeset"]),
+        "tgt",
+        "--break-glass",
+        "--reason",
+        "INC-4711 dose limit wrong in production",
+    )
+
+    assert result.returncode == 0, result.stderr
+    kinds = {e.kind: e for e in events(setup["ledger"])}
+    assert {"deployment.started", "break_glass.used", "target.applied"} <= set(kinds)
+    glass = kinds["break_glass.used"]
+    assert (glass.actor, glass.reason) == ("ops.alice", "INC-4711 dose limit wrong in production")
+    assert kinds["target.applied"].payload["break_glass"] is True
+    assert any("BREAK-GLASS" in m["text"] and "ops.alice" in m["text"] for m in fake_slack.messages)
+
+
+def test_break_glass_with_slack_down_still_applies_and_records(setup, fake_slack: FakeSlack) -> None:
+    env = {**setup["env"], "SLACK_BASE_URL": "http://127.0.0.1:9/"}
+    result = run(
+        setup["config"],
+        env,
+        "apply",
+        str(setup["changeset"]),
+        "tgt",
+        "--break-glass",
+        "--reason",
+        "INC-1 outage",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "break_glass.used" in {e.kind for e in events(setup["ledger"])}
+    [queued] = (
+        (setup["config"].parent / "outbox.jsonl").read_text().splitlines()
+    )  # kept for when Slack is back
+    assert "BREAK-GLASS" in queued
