@@ -105,6 +105,12 @@ def env(pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     names = {side: f"gt_quoted_{side}_{tag}" for side in ("src", "tgt", "ledger")}
     try:
         dsns = {side: pg.create_database(pg_admin_dsn, name) for side, name in names.items()}
+        conn = pg.connect(dsns["ledger"])  # `gardien ledger migrate`, as the ledger's owner
+        try:
+            ledger.migrate(conn)
+            conn.commit()
+        finally:
+            conn.close()
         for side in ("src", "tgt"):
             execute(dsns[side], SCHEMA)
         # different ids in the target, as in real environments
@@ -226,7 +232,6 @@ def test_quoted_identifiers_whole_path(env, monkeypatch, capsys) -> None:
     changeset = Changeset.from_json(changeset_file.read_text(encoding="utf-8"))
     conn = pg.connect(dsns["ledger"])
     try:
-        ledger.ensure_schema(conn)
         ledger.create_release(
             conn,
             release_id="R-quoted",

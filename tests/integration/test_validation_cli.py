@@ -224,6 +224,12 @@ def test_release_accepts_blast_radius_for_itself_recorded_with_who_and_why(
     from gardien.release.service import ReleaseService, StepContext
 
     qualif, prod, ledger_dsn = seeded(make_db("rel_q")), seeded(make_db("rel_p")), make_db("rel_l")
+    conn = pg.connect(ledger_dsn)  # `gardien ledger migrate`, as the ledger's owner
+    try:
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()
     for dsn in (qualif, prod):
         execute(dsn, PARAMS)
     execute(qualif, "UPDATE parametre_global SET valeur = 'changed' WHERE cle LIKE 'P%'")
