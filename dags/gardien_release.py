@@ -1,6 +1,7 @@
 """Release DAGs, one per release path of the Gardien configuration (gardien_release_<path>).
 
-extract → validate (rehearsal) → approvals (Required Actions) → wait for the window → per stage:
+extract → validate (rehearsal) → approvals (Required Actions, one task per role, waiting side by side) → wait
+for the window → per stage:
 deploy (locked, three-way checked) → verify → optional bake (repeated probes) → on failure: rollback (policy)
 → close (report, outcome).
 Wiring only: every task calls gardien.airflow.release; nothing here touches a database at parse time.
@@ -14,12 +15,13 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, chain, task, task_group
 
 from gardien.airflow import release as rel
-from gardien.airflow.approval import GardienApprovalOperator, policy_from_yaml
+from gardien.airflow.approval import policy_from_yaml
 from gardien.airflow.bake import BakeOperator
 from gardien.airflow.callbacks import on_task_failure
 from gardien.airflow.dagspec import load_dag_specs
 from gardien.airflow.notifier import ApprovalRequestedNotifier
-from gardien.airflow.timetable import ReleaseWindowTimetable
+from gardien.airflow.seats import RoleApprovalOperator
+from gardien.airflow.timetable import ManualReleaseTimetable, ReleaseWindowTimetable
 from gardien.airflow.window import WaitForWindowSensor
 
 CONFIG = os.environ.get("GARDIEN_CONFIG", "include/config/gardien.yaml")
@@ -41,10 +43,13 @@ for spec in load_dag_specs(CONFIG):
         dag_id=f"gardien_release_{path}",
         description=f"Gardien release path {path}: {spec.path.source} → "
         + " → ".join("+".join(s.targets) for s in spec.path.stages),
-        schedule=None if spec.path.emergency else ReleaseWindowTimetable.from_config_file(CONFIG),
+        # Both timetables make the run id the release id (R-<path>-…); an emergency has no schedule.
+        schedule=ManualReleaseTimetable(release_path=path)
+        if spec.path.emergency
+        else ReleaseWindowTimetable.from_config_file(CONFIG, release_path=path),
         catchup=False,
         max_active_runs=1,
-        default_args=RETRIES,
+        default_args={**RETRIES, "owner": spec.owner},
         params={
             "requested_by": Param(
                 "", type="string", description="Who requests this release (cannot approve it)"
@@ -72,24 +77,30 @@ for spec in load_dag_specs(CONFIG):
         )
         validated = task(task_id="validate", retries=0)(rel.validate)(path, opened)
 
-        seat_ids = [f"approval_seat_{i + 1}" for i in range(spec.seats)]
+        # One approval task per role (approve_pharmaciens, approve_cab_1, ...), all waiting at once; a role
+        # this release does not need passes at run time. One person fills one seat: each seat checks the others.
+        seat_ids = [slot.task_id for slot in spec.slots]
         seats = [
-            GardienApprovalOperator(
-                task_id=seat_id,
-                seat_index=i,
+            RoleApprovalOperator(
+                task_id=slot.task_id,
+                slot=slot,
                 environment=spec.approval_environment,
                 policy=policy_from_yaml(CONFIG),
                 release_facts=rel.release_facts(path),
                 notifiers=[ApprovalRequestedNotifier(path_name=path)],
-                earlier_seats=seat_ids[:i],
+                earlier_seats=[other for other in seat_ids if other != slot.task_id],
                 # Decisions fail with AirflowFailException (never retried); one retry covers Airflow 3.3.2's
                 # race when an answer lands while the task is still pausing into awaiting_input.
                 retries=1,
                 retry_delay=timedelta(seconds=5),
             )
-            for i, seat_id in enumerate(seat_ids)
+            for slot in spec.slots
         ]
         approved = task(task_id="record_approvals")(rel.record_approvals)(path, opened, seat_ids)
+        # As soon as one seat refuses (or fails), the seats still waiting are withdrawn so the run can end.
+        withdrawn = task(task_id="withdraw_approvals", trigger_rule=TriggerRule.ONE_FAILED, retries=0)(
+            rel.withdraw_approvals
+        )(seat_ids)
 
         if spec.path.emergency:
             gate = []
@@ -133,10 +144,12 @@ for spec in load_dag_specs(CONFIG):
         rolled_back = task(task_id="rollback", trigger_rule=TriggerRule.ALL_DONE, retries=1)(
             rel.rollback_failed
         )(path, opened)
-        closed = task(task_id="close", trigger_rule=TriggerRule.ALL_DONE, retries=1)(rel.close)(
-            path, opened, seat_ids
-        )
+        # A failed release fails its close with one line (ReleaseFailed), never retried.
+        closed = task(
+            task_id="close", trigger_rule=TriggerRule.ALL_DONE, retries=1, retry_policy=rel.CLOSE_RETRY_POLICY
+        )(rel.close)(path, opened, seat_ids)
 
-        chain(opened, extracted, validated, *seats, approved, *gate, *stage_groups, closed)
+        chain(opened, extracted, validated, seats, approved, *gate, *stage_groups, closed)
+        seats >> withdrawn
         stage_groups >> rolled_back >> closed
     globals()[dag.dag_id] = dag

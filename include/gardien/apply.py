@@ -37,6 +37,7 @@ from gardien.plan import FieldNote, three_way
 from gardien.portable import Key, set_session
 from gardien.references import check_references
 from gardien.rowhash import SCHEME as ROWHASH_SCHEME
+from gardien.shape import check_shape
 from gardien.touched import read_resolved
 from gardien.writes import TableWrites, execute
 
@@ -261,6 +262,7 @@ def apply_changeset(
                 f"{target} has {catalog.fingerprint[:12]}): the catalog definition or column types differ. "
                 "Capture a new changeset with the current configuration."
             )
+        check_shape(changeset, catalog, target=target)
         journal.ensure_schema(cur)
         set_requester(cur, catalog=catalog, changeset=changeset, requested_by=requested_by)  # on_insert
         previous = journal.active_for_changeset(cur, changeset_id)

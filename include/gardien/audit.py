@@ -24,8 +24,10 @@ def on_insert_values(table: BoundTable) -> dict[str, sql.Composable]:
             value = sql.SQL("current_setting({}, true)").format(sql.Literal(REQUESTER_SETTING))
         else:
             value = sql.Literal(None if rule.value is None else str(rule.value))
-        # format_type text read from pg_catalog, never from input
-        out[column] = sql.SQL("CAST({} AS {})").format(value, sql.SQL(table.types[column]))
+        # the write type (gardien.coltypes: no typmod, so the assignment refuses an over-long literal rather
+        # than an explicit cast truncating it); format_type text read from pg_catalog, never from input
+        write_type = table.write_types.get(column) or table.types[column]
+        out[column] = sql.SQL("CAST({} AS {})").format(value, sql.SQL(write_type))
     return out
 
 

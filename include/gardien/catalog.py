@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from gardien.coltypes import describe, read_column_types
 from gardien.config import CatalogConfig, LogicalReference, SoftDelete, TableConfig
 from gardien.errors import ConfigurationError
 
@@ -43,6 +44,8 @@ class BoundTable:
     # managed tables this one references by value through a database foreign key to a unique column set
     # other than their primary key (e.g. a name): carried verbatim, ordered like a foreign key
     value_refs: tuple[str, ...] = ()
+    # every column's write type: what a value's text is cast to (gardien.coltypes; not in the digest)
+    write_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def soft_delete(self) -> SoftDelete | None:
@@ -149,6 +152,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
         uniques: dict[str, set[tuple[str, ...]]] = {}
         for nsp, rel, cols in cur.fetchall():
             uniques.setdefault(managed_at[(nsp, rel)], set()).add(tuple(cols))
+        type_facts = read_column_types(cur, managed_at=managed_at)
     missing = [t for t in config.tables if t.name not in columns]
     if missing:
         where = "; ".join(f"schema {config.schema_of(t)!r} has no table {t.relname!r}" for t in missing)
@@ -191,6 +195,14 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
         pk_col = pk[0]
         ignored = set(tc.ignore)
         managed = tuple(c for c in table_cols if c not in ignored and (c != pk_col or c in tc.natural_key))
+        for refusal in type_facts.refused(tc.name, managed):
+            problems.append(describe(refusal, label=label, column_type=table_cols[refusal.column][0]))
+        for column in managed:
+            if (tc.name, column) in type_facts.generated:
+                problems.append(
+                    f"{label}: {tc.name}.{column} is a generated column: the database computes it from the "
+                    f"others, it cannot be written. List {column} under ignore in catalog table {tc.name}."
+                )
         table_fks: dict[str, ForeignKey] = {}
         value_refs: list[str] = []
         for cols, ref_schema, ref_table, ref_cols in fks.get(tc.name, []):
@@ -231,6 +243,7 @@ def bind_catalog(conn: Any, config: CatalogConfig, *, label: str = "database") -
                 not_null=frozenset(not_null.get(tc.name, ())),
                 unique_sets=frozenset(uniques.get(tc.name, ())),
                 value_refs=tuple(dict.fromkeys(r for r in value_refs if r != tc.name)),
+                write_types=type_facts.write_types.get(tc.name, {}),
             )
         )
     if problems:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from gardien.errors import ChangesetError
+from gardien.errors import ChangesetError, UsageError
 from gardien.fingerprint import ScopeFingerprint
 from gardien.portable import Key, freeze, key_text
 
@@ -185,6 +186,28 @@ class Changeset:
                 f"malformed changeset {actual[:12]}: it is not in canonical form. Capture a new one."
             )
         return changeset
+
+
+def read_changeset(path: Path) -> Changeset:
+    """The changeset in file ``path``, verified (``Changeset.from_json``).
+
+    Raises UsageError when the file cannot be read, ChangesetError when it is not UTF-8 text or not a
+    changeset (naming the first byte that is not UTF-8).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read changeset {path}: {exc.strerror}. Give the file `gardien diff -o` wrote."
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ChangesetError(
+            f"{path} is not a changeset: byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8 "
+            "(a changeset is the UTF-8 JSON file `gardien diff -o` writes); nothing was changed."
+        ) from None
+    return Changeset.from_json(text)
 
 
 def _check_value(value: Any) -> Any:

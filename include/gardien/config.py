@@ -40,16 +40,29 @@ def _check_identifier(value: str | None) -> str | None:
     return value
 
 
+def _check_dsn(value: str) -> str:
+    try:
+        # A DSN libpq cannot parse is refused when first used (gardien.pg.connect), naming it: a section
+        # nobody uses then does not stop every command.
+        return pg.check_dsn(value, where="dsn", parse=False)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc).removeprefix("dsn: ").rstrip(".")) from None
+
+
 class EnvironmentConfig(_Model):
     dsn: str
     database: str | None = None
     role: str | None = None
     production: bool = False
 
+    _dsn = field_validator("dsn")(_check_dsn)
+
 
 class LedgerConfig(_Model):
     dsn: str
     database: str | None = None
+
+    _dsn = field_validator("dsn")(_check_dsn)
 
 
 class SoftDelete(_Model):
@@ -353,13 +366,16 @@ def substitute(value: Any, *, environ: Mapping[str, str], source: str, where: st
 
         def _one(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in environ:
+            if environ.get(name):
                 return environ[name]
             if default is not None:
                 return default
+            # Set but empty counts as unset (as the shell's ${VAR:-default} does): an empty user, host or
+            # DSN would fall back to libpq's defaults and connect to whatever answers there.
+            state = "is set but empty" if name in environ else "is not set"
             raise ConfigurationError(
-                f"{source}: {where}: environment variable {name} is not set. "
-                f"Export {name} or write ${{{name}:-default}} in the file."
+                f"{source}: {where}: environment variable {name} {state}. "
+                f"Export {name} with a value or write ${{{name}:-default}} in the file."
             )
 
         return _VAR_RE.sub(_one, value)
@@ -482,6 +498,7 @@ def _env_dsn(dsn: str, database: str | None) -> str:
 def resolve_environment(cfg: GardienConfig, name_or_uri: str) -> Environment:
     """An environment by configured name, or a plain libpq URI (``postgresql://...``)."""
     if name_or_uri.startswith(("postgresql://", "postgres://")):
+        pg.check_dsn(name_or_uri, where="command line")
         return Environment(name=pg.redact(name_or_uri), dsn=name_or_uri)
     env = cfg.environments.get(name_or_uri)
     if env is None:

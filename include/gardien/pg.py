@@ -11,7 +11,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from gardien.errors import ConfigurationError, EnvironmentUnavailableError
+from gardien.errors import ConfigurationError, EnvironmentUnavailableError, GardienError
 from gardien.redact import redact_text, register_dsn
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -41,6 +41,37 @@ def dsn_for_database(dsn: str, dbname: str) -> str:
     return psycopg2.extensions.make_dsn(**params)
 
 
+def check_dsn(
+    dsn: str, *, where: str, error: type[GardienError] = ConfigurationError, parse: bool = True
+) -> str:
+    """Return ``dsn`` if libpq can use it as written; else raise ``error`` naming ``where`` and the fix.
+
+    Refused: a DSN libpq cannot parse (bad URI syntax, unknown parameter, bad percent-encoding), a port
+    that is not a number from 1 to 65535, and a DSN that names nothing (empty, blank, or a bare
+    ``postgresql://``): libpq would fill it in from its defaults and connect to whatever answers there.
+    With ``parse`` False, a DSN libpq cannot parse passes (``connect`` refuses it, naming it, when used).
+    """
+    shown = redact(dsn)
+    fix = "Use a libpq URI such as postgresql://user@host:5432/dbname."
+    if not dsn.strip():
+        raise error(f"{where}: the PostgreSQL DSN is empty; libpq would connect to its defaults. {fix}")
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        if not parse:
+            return dsn
+        reason = redact_text(str(exc).strip().splitlines()[0].removeprefix("invalid dsn: "))
+        raise error(f"{where}: invalid PostgreSQL DSN {shown!r}: {reason}. {fix}") from None
+    if not params:
+        raise error(f"{where}: the PostgreSQL DSN {shown!r} names no host, database or user. {fix}")
+    for port in (params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise error(
+                f"{where}: invalid PostgreSQL DSN {shown!r}: port {port!r} is not a port number. {fix}"
+            )
+    return dsn
+
+
 def redact(dsn: str) -> str:
     """Hide a password in a DSN before it is printed or logged (gardien.redact: one redaction for all)."""
     return redact_text(dsn)
@@ -59,6 +90,13 @@ def connect(dsn: str, *, application_name: str = "gardien", connect_timeout: int
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         first = redact_text(first)
+        if first.startswith(("invalid port", "invalid integer value")) or (
+            first.startswith("invalid ") and first.split(":")[0].endswith(" value")
+        ):
+            # libpq refused a parameter's value before reaching any server ("invalid sslmode value")
+            raise ConfigurationError(
+                f"invalid PostgreSQL DSN {redact(dsn)!r}: {first}. Fix that parameter of the DSN."
+            ) from exc
         raise EnvironmentUnavailableError(
             f"cannot connect to PostgreSQL at {redact(dsn)}: {first}. "
             "Check that the server is running and the DSN (host, port, user, database) is right."

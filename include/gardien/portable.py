@@ -23,6 +23,9 @@ SESSION_SETTINGS = (
     ("IntervalStyle", "iso_8601"),
     ("extra_float_digits", "1"),
     ("bytea_output", "hex"),
+    # money is rendered and parsed by the locale's currency format; xml parsed as content or document
+    ("lc_monetary", "C"),
+    ("xmloption", "content"),
 )
 
 

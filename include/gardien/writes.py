@@ -135,6 +135,20 @@ def _rows(lines: list[str], table: BoundTable, texts: KeyTexts) -> Callable[[str
     return row
 
 
+def _value(table: BoundTable, column: str) -> sql.Composable:
+    """The value of ``column`` from the portable text in ``c.vals`` (NULL when absent or null).
+
+    The text is cast to the column's write type (gardien.coltypes: under the domains, without typmod),
+    so every type goes through its own input function — json keeps its exact text, jsonb is parsed (not
+    stored as a JSON string holding the text, as jsonb_populate_record would). The assignment to the
+    column then applies the typmod and the domains' constraints like any INSERT: an over-long varchar is
+    refused, not truncated. The type name is format_type's, quoted by PostgreSQL, never input text.
+    """
+    return sql.SQL("(c.vals->>{})::{}").format(
+        sql.Literal(column), sql.SQL(table.write_types.get(column) or table.types[column])
+    )
+
+
 def _ref_value(catalog: Catalog, table: BoundTable, column: str, keymap: KeyMap) -> sql.Composable:
     parent = keymap.temp(catalog.table(table.fks[column].table))
     return sql.SQL("(SELECT p.id FROM {} AS p WHERE p.nk = c.refs->>{})").format(parent, sql.Literal(column))
@@ -150,12 +164,7 @@ def _insert_and_update(
         cols = [c for c in table.columns if c not in self_fks]
         if op == "R" and table.pk not in cols:
             cols.append(table.pk)
-        exprs = [
-            _ref_value(catalog, table, c, keymap)
-            if c in table.fks
-            else sql.SQL("r.{}").format(sql.Identifier(c))
-            for c in cols
-        ]
+        exprs = [_ref_value(catalog, table, c, keymap) if c in table.fks else _value(table, c) for c in cols]
         if op == "I":  # audit columns filled on insert (gardien.audit); a restored row keeps its own
             extra = on_insert_values(table)
             cols += list(extra)
@@ -163,7 +172,7 @@ def _insert_and_update(
         cur.execute(
             sql.SQL(
                 "INSERT INTO {t} ({cols}) {override} SELECT {exprs} FROM {gc} AS c "
-                "CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, c.vals) AS r WHERE c.tbl = {tn} AND c.op = {op}"
+                "WHERE c.tbl = {tn} AND c.op = {op}"
             ).format(
                 t=qualified(table),
                 cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
@@ -177,16 +186,12 @@ def _insert_and_update(
     keymap.invalidate()
     keymap.resolve([table.name])
     joined = sql.SQL(
-        "FROM {gc} AS c JOIN {gk} AS g ON g.nk = c.key CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, c.vals) AS r "
+        "FROM {gc} AS c JOIN {gk} AS g ON g.nk = c.key "
         "WHERE t.{pk} = g.id AND c.tbl = {tn} AND c.op IN ({ops})"
     )
     sets = []
     for c in table.value_columns:
-        value = (
-            _ref_value(catalog, table, c, keymap)
-            if c in table.fks
-            else sql.SQL("r.{}").format(sql.Identifier(c))
-        )
+        value = _ref_value(catalog, table, c, keymap) if c in table.fks else _value(table, c)
         field_name = sql.Literal(c)
         has = sql.SQL("c.refs ? {}" if c in table.fks else "c.vals ? {}").format(field_name)
         sets.append(
@@ -197,9 +202,7 @@ def _insert_and_update(
     if sets:
         cur.execute(
             sql.SQL("UPDATE {t} AS t SET {sets} ").format(t=qualified(table), sets=sql.SQL(", ").join(sets))
-            + joined.format(
-                gc=gc, gk=gk, t=qualified(table), pk=sql.Identifier(table.pk), tn=tname, ops=sql.SQL("'U'")
-            )
+            + joined.format(gc=gc, gk=gk, pk=sql.Identifier(table.pk), tn=tname, ops=sql.SQL("'U'"))
         )
     if self_fks:
         # Rows inserted above had their self-reference left NULL: their parents may be in the same batch.
@@ -209,14 +212,7 @@ def _insert_and_update(
         ]
         cur.execute(
             sql.SQL("UPDATE {t} AS t SET {sets} ").format(t=qualified(table), sets=sql.SQL(", ").join(sets))
-            + joined.format(
-                gc=gc,
-                gk=gk,
-                t=qualified(table),
-                pk=sql.Identifier(table.pk),
-                tn=tname,
-                ops=sql.SQL("'I', 'R'"),
-            )
+            + joined.format(gc=gc, gk=gk, pk=sql.Identifier(table.pk), tn=tname, ops=sql.SQL("'I', 'R'"))
         )
 
 
@@ -227,14 +223,13 @@ def _delete(cur: Any, table: BoundTable, gc: sql.Identifier, keymap: KeyMap, *, 
     ).format(gc=gc, gk=gk, pk=sql.Identifier(table.pk), tn=sql.Literal(table.name))
     soft = table.soft_delete
     if soft is not None and not hard:
+        retired = sql.SQL("{}::{}").format(
+            sql.Literal(canonical_text(soft.value)),
+            sql.SQL(table.write_types.get(soft.column) or table.types[soft.column]),
+        )
         cur.execute(
-            sql.SQL(
-                "UPDATE {t} AS t SET {c} = (jsonb_populate_record(NULL::{t}, jsonb_build_object({n}, {v}))).{c} "
-            ).format(
-                t=qualified(table),
-                c=sql.Identifier(soft.column),
-                n=sql.Literal(soft.column),
-                v=sql.Literal(canonical_text(soft.value)),
+            sql.SQL("UPDATE {t} AS t SET {c} = {retired} ").format(
+                t=qualified(table), c=sql.Identifier(soft.column), retired=retired
             )
             + where
         )

@@ -93,13 +93,20 @@ class AutoApprover(threading.Thread):
         self.login, self.dag_id, self.decide, self.before_answer = login, dag_id, decide, before_answer
         self.admin = login("admin")
         self.answered: list[tuple[str, str, str]] = []
+        self.max_pending: set[str] = set()  # the most seats seen waiting at the same time
+        self.run_ids: set[str] = set()
         self.error: BaseException | None = None
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._stop_event.is_set():
-                for detail in self.admin.pending_actions(self.dag_id, "~"):
+                pending = self.admin.pending_actions(self.dag_id, "~")
+                waiting = {d["task_instance"]["task_id"] for d in pending}
+                if len(waiting) > len(self.max_pending):
+                    self.max_pending = waiting
+                self.run_ids |= {d["task_instance"]["dag_run_id"] for d in pending}
+                for detail in pending:
                     if not settled(detail):
                         continue
                     choice = self.decide(detail)

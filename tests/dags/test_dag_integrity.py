@@ -43,7 +43,32 @@ def test_release_dag_uses_the_release_window_timetable(dagbag: Any) -> None:
 
     assert isinstance(dagbag.dags["gardien_release_standard"].timetable, ReleaseWindowTimetable)
     # emergencies run outside the windows: no schedule, triggered on demand only
-    assert type(dagbag.dags["gardien_release_emergency"].timetable).__name__ == "NullTimetable"
+    emergency = dagbag.dags["gardien_release_emergency"].timetable
+    assert type(emergency).__name__ == "ManualReleaseTimetable"
+    assert emergency.can_be_scheduled is False
+
+
+@pytest.mark.parametrize("dag_id", ["gardien_release_standard", "gardien_release_emergency"])
+def test_release_dag_run_ids_are_release_ids_after_serialisation(dagbag: Any, dag_id: str) -> None:
+    """What the scheduler and the trigger API call (on the deserialised DAG) makes R-<path>-… run ids."""
+    import pendulum
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import DataInterval
+    from airflow.utils.types import DagRunType
+
+    from gardien.release.ids import is_release_id
+
+    timetable = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[dag_id])).timetable
+    path = dag_id.removeprefix("gardien_release_")
+    at = pendulum.datetime(2026, 12, 8, 19, 0, tz="UTC")
+    window = DataInterval(start=at, end=at.add(hours=3))
+    ids = {
+        timetable.generate_run_id(run_type=run_type, run_after=after, data_interval=window)
+        for run_type in (DagRunType.SCHEDULED, DagRunType.MANUAL)
+        for after in (at, at.add(minutes=5))
+    }
+    assert len(ids) == 4  # a scheduled and a manual run of one window never share an id
+    assert all(is_release_id(i, path_name=path) and i.startswith(f"R-{path}-20261208-1900-") for i in ids)
 
 
 def _downstream(dag: Any, task_id: str) -> set[str]:
@@ -54,7 +79,14 @@ def test_release_dag_task_graph(dagbag: Any) -> None:
     dag = dagbag.dags["gardien_release_standard"]
     assert _downstream(dag, "open_release") >= {"extract"}
     assert _downstream(dag, "extract") == {"validate"}
-    assert _downstream(dag, "validate") == {"approval_seat_1"}
+    seats = {"approve_pharmaciens", "approve_securite", "approve_cab_1", "approve_cab_2"}
+    # every seat of the policy waits at once, labelled by role; each leads straight to record_approvals
+    assert _downstream(dag, "validate") == seats
+    for seat in seats:
+        assert _downstream(dag, seat) == {"record_approvals", "withdraw_approvals"}
+        assert dag.get_task(seat).__class__.__name__ == "RoleApprovalOperator"
+        assert dag.get_task(seat).retries == 1  # decisions raise AirflowFailException: never retried
+    assert dag.get_task("withdraw_approvals").trigger_rule == "one_failed"
     assert _downstream(dag, "record_approvals") == {"wait_for_window"}
     assert _downstream(dag, "wait_for_window") == {"check_window"}
     assert _downstream(dag, "check_window") == {"stage_preprod.deploy_preprod"}
@@ -66,18 +98,21 @@ def test_release_dag_task_graph(dagbag: Any) -> None:
     assert dag.get_task("close").trigger_rule == "all_done"
     # waiting holds no worker slot: the window wait defers, approvals park in awaiting_input
     assert dag.get_task("wait_for_window").__class__.__name__ == "WaitForWindowSensor"  # deferrable
-    assert dag.get_task("approval_seat_1").__class__.__name__ == "GardienApprovalOperator"
     # every task has the failure callback; idempotent steps retry, decisions do not
     for task in dag.tasks:
         assert task.on_failure_callback, task.task_id
     assert dag.get_task("stage_prod.deploy_prod").retries >= 1
     assert dag.get_task("validate").retries == 0
-    assert dag.get_task("approval_seat_1").retries == 1  # decisions raise AirflowFailException: never retried
+    # the DAG has the owner the configuration names
+    assert {t.owner for t in dag.tasks} == {"equipe-parametrage-dpi"}
+    assert dag.get_task("close").retry_policy is not None  # a decided failure is never retried
 
 
 def test_emergency_dag_requires_a_reason_and_skips_the_window(dagbag: Any) -> None:
     dag = dagbag.dags["gardien_release_emergency"]
     assert "wait_for_window" not in dag.task_ids
+    # the emergency rule: the whole CAB (3), on top of the content routing
+    assert {"approve_cab_1", "approve_cab_2", "approve_cab_3", "approve_pharmaciens"} <= set(dag.task_ids)
     assert dag.params.get_param("reason").schema.get("minLength") == 10
 
 
@@ -112,3 +147,10 @@ def test_dag_files_parse_without_heavy_imports_or_database(tmp_path: Path) -> No
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert set(report["seconds"]) == set(files)
+
+
+def test_release_run_note_links_the_release_page_from_the_start(airflow_db: Path) -> None:
+    from gardien.airflow.listener import opening_note
+
+    rid = "R-standard-20261208-1900-0a1b2c"
+    assert opening_note(rid) == f"Release {rid} · [release page](/gardien/releases/{rid})"

@@ -322,6 +322,41 @@ def test_rollback_dag_unprovable_restoration_fails_loudly_manual_repair(demo: De
     assert [r.proven for r in h.rollbacks] == [False]
 
 
+def test_rollback_dag_finds_a_deployment_whose_ledger_record_was_lost(
+    demo: Demo, login: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gardien.errors import LedgerError
+    from gardien.release import stages
+    from gardien.release.service import StepContext
+
+    svc, ctx = demo.svc(), StepContext(actor="test-release", now=datetime.now(UTC))
+    svc.open(
+        release_id="R-mnt-1", requested_by="p", reason="test", window_start=None, window_end=None, ctx=ctx
+    )
+    svc.extract("R-mnt-1", ctx=ctx)
+
+    def ledger_gone(*args: Any, **kwargs: Any) -> Any:
+        raise LedgerError("the ledger went away after the target's commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "record_deployment", ledger_gone)
+        with pytest.raises(LedgerError):
+            stages.deploy(svc, "R-mnt-1", "prod", ctx=ctx)
+    assert scalar(demo.dsns["prod"], DOSE) == "10.000" and history(demo, "R-mnt-1").deployments == ()
+
+    dr, states, note = run_dag(
+        demo.dags["gardien_rollback"],
+        AutoApprover(login, "gardien_rollback", first_free_assignee(set())),
+        run_conf={"release": "R-mnt-1", "environment": "prod", "reason": "retour arrière après une panne"},
+    )
+
+    assert dr.state == "success", (states, note)  # not "never deployed on prod"
+    assert scalar(demo.dsns["prod"], DOSE) == "20.000"
+    h = history(demo, "R-mnt-1")
+    assert [(d.environment, d.status) for d in h.deployments] == [("prod", "rolled_back")]
+    assert "deployment.reconciled" in {e.kind for e in h.events} and [r.proven for r in h.rollbacks] == [True]
+
+
 @pytest.mark.parametrize(
     ("conf", "message"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,12 +123,43 @@ def release_setup(
 
 
 def run(setup: Setup, approver: AutoApprover, **conf: Any) -> tuple[Any, dict[str, str]]:
+    """dag.test() the release, its run id made by the DAG's timetable as the scheduler and the trigger API
+    do (dag.test() itself would name the run manual__…)."""
+    from unittest import mock
+
+    from airflow.models.dagrun import DagRun
+
+    timetable = setup.dag.timetable
+
+    def release_run_id(*, run_type: Any, run_after: Any, logical_date: Any = None) -> str:
+        window = timetable.infer_manual_data_interval(run_after=run_after)
+        return timetable.generate_run_id(run_type=run_type, run_after=run_after, data_interval=window)
+
     approver.start()
     try:
-        dr = setup.dag.test(run_conf={"requested_by": "parametreur", "reason": "test release", **conf})
+        with mock.patch.object(DagRun, "generate_run_id", staticmethod(release_run_id)):
+            dr = setup.dag.test(run_conf={"requested_by": "parametreur", "reason": "test release", **conf})
     finally:
         approver.stop()
     return dr, {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def all_asked_first(
+    approver: AutoApprover, decide: Callable[[dict[str, Any]], Any], *, seats: int, patience: float = 90
+) -> Callable[[dict[str, Any]], Any]:
+    """A ``decide`` that answers only once ``seats`` approvals wait at the same time (or after ``patience``
+    seconds, so seats asked one after another end the test with a failed assertion, not a hang)."""
+    import time
+
+    started: list[float] = []
+
+    def wait_then_decide(detail: dict[str, Any]) -> Any:
+        started[:] = started or [time.monotonic()]
+        if len(approver.max_pending) < seats and time.monotonic() - started[0] < patience:
+            return None
+        return decide(detail)
+
+    return wait_then_decide
 
 
 def scalar(dsn: str, query: str) -> Any:
@@ -175,7 +207,11 @@ def _paths_with_bake(minutes: float, every_seconds: int) -> dict[str, Any]:
 
 
 def test_release_happy_path_two_stages_released_despite_slack_outage(
-    release_setup: Callable[..., Setup], login: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    release_setup: Callable[..., Setup],
+    login: Callable,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     outbox = tmp_path / "slack-outbox.jsonl"
     notifications = {
@@ -193,9 +229,45 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
         monkeypatch.setenv("SLACK_BOT_TOKEN", slack.token)
         monkeypatch.setenv("SLACK_BASE_URL", slack.base_url)
         slack.set_mode("down")  # Slack is unreachable for the whole release
-        dr, states = run(setup, AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"})))
+        approver = AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"}))
+        approver.decide = all_asked_first(approver, first_free_assignee({"parametreur"}), seats=4)
+        caplog.set_level(logging.INFO, logger="gardien")
+        dr, states = run(setup, approver)
 
         assert dr.state == "success", states
+        # the run id is the release id, and the four role seats waited side by side
+        assert dr.run_id == history(setup).release.id and dr.run_id.startswith("R-standard-")
+        assert approver.max_pending == {
+            "approve_pharmaciens",
+            "approve_securite",
+            "approve_cab_1",
+            "approve_cab_2",
+        }
+        assert states["withdraw_approvals"] == "skipped"
+        # the task logs say what happened in words: counts, deployment ids, fingerprints, what was checked
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("gardien")]
+        deployed = [m for m in lines if m.startswith(f"Release {dr.run_id} deployed to prod")]
+        assert deployed and "regle_alerte_dose +" in deployed[0] and "Target deployment id" in deployed[0]
+        assert "fingerprint" in deployed[0]
+        verified = [m for m in lines if m.startswith(f"Release {dr.run_id} verified on prod")]
+        assert verified and "smoke probes" in verified[0] and "equals the rehearsal's" in verified[0]
+        assert any(m.startswith(f"Release {dr.run_id} approved by ") and "(pharmaciens)" in m for m in lines)
+        assert any(f"/gardien/releases/{dr.run_id}" in m for m in lines)
+        assert sum(m.startswith("Slack notifications:") for m in lines) == 1
+        # the run note (written by the plugin's listener from close's XCom) links the board's release page
+        from airflow import settings
+        from sqlalchemy.orm import Session
+
+        from gardien.airflow.listener import _note_for
+
+        with Session(bind=settings.engine) as session:
+            note = _note_for(DAG_ID, dr.run_id, session)
+        assert note and note.startswith(f"{dr.run_id} · changeset") and "RELEASED" in note
+        assert f"[Release page](/gardien/releases/{dr.run_id})" in note
+        noise = [
+            (r.name, r.getMessage()[:120]) for r in caplog.records if r.name.startswith("great_expectations")
+        ]
+        assert not noise, noise[:5]
         assert states["stage_preprod.verify_preprod"] == "success"
         assert states["stage_prod.verify_prod"] == "success"
         assert states["bake_prod"] == "success"
@@ -225,17 +297,39 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
 
 
 def test_release_rejection_ends_failed_and_records_reason(
-    release_setup: Callable[..., Setup], login: Callable
+    release_setup: Callable[..., Setup],
+    login: Callable,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     setup = release_setup()
 
-    def decide(detail: dict[str, Any]) -> tuple[str, str, str]:
+    def decide(detail: dict[str, Any]) -> tuple[str, str, str] | None:
+        # only the pharmacist answers; the other seats would wait for ever if nobody withdrew them
+        if detail["task_instance"]["task_id"] != "approve_pharmaciens":
+            return None
         return detail["assigned_users"][0]["id"], "Reject", "dose maximale à revoir avec la pharmacie"
 
+    caplog.set_level(logging.INFO, logger="gardien")
     dr, states = run(setup, AutoApprover(login, DAG_ID, decide))
 
     assert dr.state == "failed"
+    assert states["approve_pharmaciens"] == "failed"
+    assert states["withdraw_approvals"] == "success"
+    assert {states[s] for s in ("approve_securite", "approve_cab_1", "approve_cab_2")} == {"skipped"}
     assert states["stage_prod.deploy_prod"] == "upstream_failed"
+    assert states["close"] == "failed"
+    # the close fails with one line and no traceback (the one traceback is the refusing seat's), never retried
+    out = capfd.readouterr()
+    logs = out.out + out.err
+    assert f"exit_code='Release {dr.run_id}: REJECTED — approval rejected" in logs
+    assert logs.count("Task failed with exception") == 1
+    assert "action=fail" in logs
+    gardien_lines = [r.getMessage() for r in caplog.records if r.name.startswith("gardien")]
+    assert any(m.startswith(f"Release {dr.run_id}: REJECTED") for m in gardien_lines)
+    # Slack is off (no token): said once for the run, not by every task
+    assert sum("Slack notifications are off" in m for m in gardien_lines) == 1
+    assert not any("notification not sent" in m for m in gardien_lines)
     h = history(setup)
     assert h.release.status == "rejected"
     assert any("dose maximale à revoir" in (e.reason or "") for e in h.events)

@@ -15,6 +15,7 @@ from gardien.apply import deploy
 from gardien.config import parse_config
 from gardien.diff import diff
 from gardien.report.diffs import changeset_section
+from gardien.report.hints import CatalogHints
 from gardien.retire import retirements
 from gardien.rollback import rollback
 
@@ -77,7 +78,11 @@ def test_retired_rows_stay_managed_and_are_named_retired(pair) -> None:
         "encounter_type e-2: retired (reason: merged into Admission)"
     ]
     section = changeset_section(
-        changeset, row_limit=10, full_changeset=(), earlier_ids=(), catalog=catalog(RETIRE)
+        changeset,
+        row_limit=10,
+        full_changeset=(),
+        earlier_ids=(),
+        hints=CatalogHints.from_catalog(catalog(RETIRE)),
     )
     assert [(u.label, u.action, u.reason) for u in section.tables[0].updates] == [
         ("e-2", "retired", "merged into Admission"),

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -289,3 +291,178 @@ def test_break_glass_with_slack_down_still_applies_and_records(setup, fake_slack
         (setup["config"].parent / "outbox.jsonl").read_text().splitlines()
     )  # kept for when Slack is back
     assert "BREAK-GLASS" in queued
+
+
+def _rollback_cli_in_process(setup, dep_id: str, monkeypatch, between) -> None:
+    """`gardien rollback tgt DEP` in this process; ``between()`` runs after the target's commit, before the record."""
+    import gardien.rollback
+    from gardien.cli.engine import rollback_cmd
+
+    engine_rollback = gardien.rollback.rollback
+
+    def committed_then_between(*args: Any, **kwargs: Any) -> Any:
+        result = engine_rollback(*args, **kwargs)  # committed on the target
+        between()
+        return result
+
+    monkeypatch.setattr(gardien.rollback, "rollback", committed_then_between)
+    rollback_cmd(
+        target="tgt", deployment_id=dep_id, config=setup["config"], reason="wrong dose", actor="ops.alice"
+    )
+
+
+def _applied_release_deployment(setup) -> str:
+    cid = cs_id(setup["changeset"])
+    approved_release(setup["ledger"], cid, approvers=("chef.projet", "dsi.adjoint"))
+    applied = run(
+        setup["config"], setup["env"], "apply", str(setup["changeset"]), "tgt", "--json", "--reason", "CAB"
+    )
+    assert applied.returncode == 0, applied.stderr
+    return json.loads(applied.stdout)["deployment_id"]
+
+
+def _rollback_records(ledger_dsn: str) -> tuple[int, int]:
+    conn = psycopg2.connect(ledger_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT (SELECT count(*) FROM ledger.rollbacks), "
+                "(SELECT count(*) FROM ledger.events WHERE kind IN ('rollback.recorded', 'target.rolled_back', "
+                "'rollback.unrecorded'))"
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def test_cli_rollback_recorded_once_when_a_reconciler_records_it_first(setup, monkeypatch) -> None:
+    from gardien.config import load_config
+    from gardien.release.reconcile import reconcile_environment
+    from gardien.release.service import StepContext
+
+    dep_id = _applied_release_deployment(setup)
+    found: list[Any] = []
+
+    def drift_watch_meanwhile() -> None:  # a reconciler (drift watch, audit reconcile) in another thread
+        def reconciler() -> None:
+            ctx = StepContext(actor="gardien-drift-watch", now=datetime.now(UTC))
+            found.extend(reconcile_environment(load_config(setup["config"]), "tgt", ctx=ctx))
+
+        worker = threading.Thread(target=reconciler)
+        worker.start()
+        worker.join(timeout=120)
+
+    _rollback_cli_in_process(setup, dep_id, monkeypatch, drift_watch_meanwhile)
+
+    assert [(f.what, f.action) for f in found] == [("rolled_back", "recorded")]  # it did record it first
+    assert _rollback_records(setup["ledger"]) == (1, 1)  # and the CLI did not record it again
+    conn = pg.connect(setup["ledger"])
+    try:
+        history = ledger.release_history(conn, "R-cli")
+        assert [d.status for d in history.deployments] == ["rolled_back"]
+        assert history.release.status == "rolled_back"  # the CLI still closes the release's status
+        assert ledger.status_mismatches(conn) == ()
+    finally:
+        conn.close()
+
+
+def test_cli_rollback_recorded_once_when_a_reconciler_waits_on_its_lock(setup, monkeypatch) -> None:
+    """The other order: the CLI asks for the ledger lock first, a reconciler queues behind it (both waiting on a
+    lock this test holds); the reconciler's look under the lock sees the CLI's record."""
+    from gardien.config import load_config
+    from gardien.ledger.store import APPEND_LOCK_KEY
+    from gardien.release.reconcile import reconcile_environment
+    from gardien.release.service import StepContext
+
+    dep_id = _applied_release_deployment(setup)
+    committed, go = threading.Event(), threading.Event()
+    found: list[Any] = []
+
+    def pause() -> None:
+        committed.set()
+        assert go.wait(timeout=120)
+
+    def reconcile() -> None:
+        ctx = StepContext(actor="gardien-drift-watch", now=datetime.now(UTC))
+        found.extend(reconcile_environment(load_config(setup["config"]), "tgt", ctx=ctx))
+
+    def waiters(count: int) -> None:
+        with pg.autocommit(setup["ledger"]) as watcher, watcher.cursor() as cur:
+            for _ in range(1200):
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+                if cur.fetchone()[0] >= count:
+                    return
+                time.sleep(0.1)
+        raise AssertionError(f"never {count} waiter(s) on the ledger lock")
+
+    cli = threading.Thread(target=_rollback_cli_in_process, args=(setup, dep_id, monkeypatch, pause))
+    reconciler = threading.Thread(target=reconcile)
+    holder = psycopg2.connect(setup["ledger"])
+    try:
+        cli.start()
+        assert committed.wait(
+            timeout=120
+        )  # the target committed the rollback; the ledger knows only the intent
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))  # held to holder.rollback()
+        go.set()
+        waiters(1)  # the CLI's record waits for the lock
+        reconciler.start()
+        waiters(2)  # the reconciler saw the row unrecorded and queues behind the CLI
+        holder.rollback()
+        cli.join(timeout=120)
+        reconciler.join(timeout=120)
+    finally:
+        go.set()
+        holder.close()
+
+    assert not cli.is_alive() and not reconciler.is_alive()
+    assert found == []  # its second look, under the lock, found the CLI's record
+    assert _rollback_records(setup["ledger"]) == (1, 1)
+
+
+def test_drift_watch_announces_an_unrecorded_apply_on_slack_through_an_outage(
+    setup, fake_slack: FakeSlack, monkeypatch
+) -> None:
+    from gardien.apply import deploy
+    from gardien.config import load_config
+    from gardien.notify import notifier_from_settings
+    from gardien.release import notices
+    from gardien.release.drift_watch import watch
+
+    for name, value in setup["env"].items():
+        monkeypatch.setenv(name, value)
+    config = load_config(setup["config"])
+    outbox = setup["config"].parent / "outbox.jsonl"
+    assert watch(config, "tgt", actor="gardien-drift-watch", now=NOW).status == "baseline_established"
+    applied = deploy(  # someone applies with the engine directly: no intent, no release, no ledger record
+        setup["target"],
+        Changeset.from_json(setup["changeset"].read_text()),
+        catalog_config=config.catalog,
+        target="tgt",
+        applied_at=NOW,
+    )
+    fake_slack.set_mode("down")
+
+    result = watch(config, "tgt", actor="gardien-drift-watch", now=NOW)
+    notices.announce_watch(config, result)  # what the watch task does with it
+
+    [alert] = result.alerted
+    assert applied.deployment_id in alert and result.reconciled == (alert,)
+    assert [e.kind for e in events(setup["ledger"])].count("deployment.unrecorded") == 1
+    assert fake_slack.messages == []
+    [queued] = outbox.read_text().splitlines()  # Slack down: kept for later, the watch went on
+    assert "ALERT" in queued and applied.deployment_id in queued
+
+    fake_slack.set_mode("normal")
+    notifier_from_settings(config.notifications, environ=os.environ).flush_outbox()
+    again = watch(config, "tgt", actor="gardien-drift-watch", now=NOW)
+    notices.announce_watch(config, again)
+
+    assert again.reconciled == () and again.alerted == ()  # recorded once, so announced once
+    [delivered] = [m for m in fake_slack.messages if "ALERT" in m["text"]]
+    assert applied.deployment_id in delivered["text"] and "tgt" in delivered["text"]
+    assert outbox.read_text().strip() == ""

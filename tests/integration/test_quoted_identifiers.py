@@ -252,9 +252,15 @@ def test_quoted_identifiers_whole_path(env, monkeypatch, capsys) -> None:
     data = json.loads(report.to_json())
     assert set(data["changeset"]["counts"]) == {"Param Set", "item", "billing item"}
     updated = data["changeset"]["tables"][0]["updates"][0]["changes"]
-    assert updated['odd"name'] == {"before": "x", "after": "y"}
+    assert updated['odd"name'] == {
+        "before": "x",
+        "after": "y",
+        "added": None,
+        "removed": None,
+        "separator": None,
+    }
     html = render_html(report)
-    assert "Param Set" in html and "odd&quot;name" in html, html
+    assert "Param Set" in html and "odd&#34;name" in html, html
 
 
 @pytest.mark.parametrize(

@@ -406,3 +406,40 @@ def _history(env: Env) -> ledger.ReleaseHistory:
         return ledger.release_history(conn, RID)
     finally:
         conn.close()
+
+
+def test_manual_rollback_check_finds_a_deployment_killed_before_its_record_and_rolls_it_back(
+    env: Env,
+) -> None:
+    from gardien.release.manual_rollback import check_request, perform
+
+    svc = open_release(env)
+    blocker = LedgerRecordBlocked(env.owner_ledger)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DEPLOY_SCRIPT, str(env.config_file), RID], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        blocker.waiting_pid(env.dsns["preprod"], proc=proc)
+        proc.send_signal(signal.SIGKILL)  # kill -9 between the target commit and the ledger record
+        proc.wait(timeout=30)
+    finally:
+        blocker.release()
+    [journal_id] = journal_ids(env.dsns["preprod"])
+    assert scalar(env.owner_ledger, "SELECT count(*) FROM ledger.deployments") == 0
+    config = load_config(env.config_file)
+
+    # the gardien_rollback DAG's check_request, then its rollback task
+    request = check_request(config, RID, "preprod", force=False, ctx=CTX)
+    result = perform(svc, request, reason="manual rollback after a killed deploy", ctx=CTX, force=False)
+
+    assert request.target_deployment_id == journal_id  # not "never deployed on preprod"
+    assert result["status"] == "rolled_back" and result["proven"] is True
+    history = _history(env)
+    assert [(d.target_deployment_id, d.status) for d in history.deployments] == [(journal_id, "rolled_back")]
+    assert [r.proven for r in history.rollbacks] == [True]
+    assert [e.kind for e in history.events].count("deployment.reconciled") == 1
+    assert history.release.status == "rolled_back"
+    assert (
+        scalar(env.owner_ledger, "SELECT count(*) FROM ledger.events WHERE kind = 'deployment.unrecorded'")
+        == 0
+    )

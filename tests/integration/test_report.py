@@ -228,7 +228,13 @@ def test_load_report_tells_the_whole_release_story(ledger_dsn: str, tmp_path: Pa
     update = data["changeset"]["tables"][0]["updates"][0]
     assert (update["label"], update["changes"]["libelle"]) == (
         "UCD-1111111",
-        {"before": "PARACETAMOL 500", "after": "PARACETAMOL 500 mg"},
+        {
+            "before": "PARACETAMOL 500",
+            "after": "PARACETAMOL 500 mg",
+            "added": None,
+            "removed": None,
+            "separator": None,
+        },
     )
     assert [(a["approver"], a["void"]) for a in data["approvals"]] == [
         ("dsi.adjoint", True),
@@ -313,7 +319,7 @@ def test_write_report_stores_json_and_html_beside_the_artifacts(ledger_dsn: str,
     ):
         assert fact in page, fact
     assert EVIL not in page
-    assert "AMIODARONE &lt;script&gt;alert(&#x27;uf&#x27;)&lt;/script&gt;" in page
+    assert "AMIODARONE &lt;script&gt;alert(&#39;uf&#39;)&lt;/script&gt;" in page
 
 
 def _gardien(*args: str, state: Path) -> subprocess.CompletedProcess[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -210,8 +211,13 @@ def test_verify_target_data_docs_written(clean: tuple[ValidationReport, Path]) -
     report, docs = clean
 
     assert report.data_docs_path == str(docs / "index.html")
-    assert (docs / "index.html").is_file()
-    assert list((docs / "validations").rglob("*.html"))
+    page = (docs / "index.html").read_text()
+    # Gardien's own page, whole and offline: every expectation named, nothing fetched from elsewhere
+    for expectation in report.expectations:
+        assert html.escape(expectation.name, quote=False) in page
+    for remote in ("http://", "https://", "<script", "<link", "@import", "url("):
+        assert remote not in page
+    assert not (docs / "validations").exists()  # no Great Expectations Data Docs (CDN assets)
 
 
 @pytest.mark.parametrize(("plant", "expectation", "example"), DEFECTS, ids=DEFECT_IDS)

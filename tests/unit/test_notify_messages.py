@@ -98,6 +98,20 @@ CASES: list[tuple[Callable[..., SlackMessage], dict[str, Any], list[str]]] = [
         dict(environment="prod", drifts=[DriftItem("medicament", 2), DriftItem("profil", 1)]),
         ["Drift detected on prod", "3 row(s)", "medicament, profil"],
     ),
+    (
+        messages.reconciled,
+        dict(
+            environment="prod",
+            findings=["prod: apply dep-1 — alerted: no intent", "prod: apply dep-2 — recorded: late"],
+            alerted=["prod: apply dep-1 — alerted: no intent"],
+        ),
+        ["ALERT", "1 change(s) on prod", "dep-1"],
+    ),
+    (
+        messages.reconciled,
+        dict(environment="prod", findings=["prod: apply dep-2 (release R-1) — recorded: late"], alerted=[]),
+        ["recorded now", "dep-2", "R-1"],
+    ),
 ]
 IDS = [
     "release_opened",
@@ -111,6 +125,8 @@ IDS = [
     "rollback_proven",
     "release_closed",
     "drift_detected",
+    "reconciled_alert",
+    "reconciled_late",
 ]
 
 

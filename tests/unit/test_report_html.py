@@ -157,6 +157,7 @@ def _build(
 ) -> Any:
     cs = cs or _changeset()
     row_limit = kw.pop("row_limit", 50)
+    hints = kw.pop("hints", None)
     return build_report(
         _history(cs, **kw),
         changeset=cs,
@@ -167,6 +168,7 @@ def _build(
         path_name="standard",
         stages={"preprod": "preprod", "prod": "prod"},
         row_limit=row_limit,
+        hints=hints,
     )
 
 
@@ -197,7 +199,7 @@ def test_render_html_injected_markup_is_escaped(where: str) -> None:
     page = render_html(_build(cs, **kw))
     assert "<script>" not in page
     assert "<img" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
 
 
 def test_render_html_is_self_contained_without_script_or_external_resources() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,14 +10,25 @@ from typing import Any
 import yaml
 
 from gardien.errors import ConfigurationError
+from gardien.policy.slots import SeatSlot
 from gardien.release.paths import ReleasePath, parse_release_paths
+
+DEFAULT_OWNER = "gardien"
 
 
 @dataclass(frozen=True, slots=True)
 class DagSpec:
     path: ReleasePath
     approval_environment: str
-    seats: int  # the most approval seats this path can need; unneeded seats pass at run time
+    slots: tuple[
+        SeatSlot, ...
+    ]  # one approval task each; a slot this release does not need passes at run time
+    owner: str = DEFAULT_OWNER
+
+    @property
+    def seats(self) -> int:
+        """The most approval seats this path can need."""
+        return len(self.slots)
 
 
 def _read(config_file: str | Path) -> dict[str, Any]:
@@ -31,18 +43,64 @@ def _read(config_file: str | Path) -> dict[str, Any]:
     return data
 
 
-def max_seats(approvals: Any, environment: str, *, emergency: bool) -> int:
-    """Upper bound of seats for ``environment``: its quorum plus one per content-routing rule."""
+def _rule(approvals: Any, environment: str, *, emergency: bool) -> dict[str, Any]:
     if not isinstance(approvals, dict):
-        return 1
+        return {}
     rule = (
         (approvals.get("emergency") if emergency else None)
         or (approvals.get("environments") or {}).get(environment)
         or {}
     )
-    quorum = int(rule.get("quorum", 1)) if isinstance(rule, dict) else 1
-    extra = len(rule.get("require_groups") or []) if isinstance(rule, dict) else 0
-    return quorum + extra + len(approvals.get("routing") or [])
+    return rule if isinstance(rule, dict) else {}
+
+
+def seat_slots(approvals: Any, environment: str, *, emergency: bool) -> tuple[SeatSlot, ...]:
+    """The approval tasks of ``environment``, labelled by role: one per group that gets a seat of its own
+    (``approve_pharmaciens``: routed by content or required), then the quorum seats (``approve_cab_1``...).
+
+    Mirrors gardien.policy.requirement_for, which decides at run time which slots a release needs.
+    """
+    rule = _rule(approvals, environment, emergency=emergency)
+    quorum_groups = [str(g) for g in rule.get("groups") or []]
+    routed = [
+        str(r.get("require_group"))
+        for r in ((approvals or {}).get("routing") or [] if isinstance(approvals, dict) else [])
+        if isinstance(r, dict) and r.get("require_group")
+    ]
+    own = [g for g in dict.fromkeys([*(rule.get("require_groups") or []), *routed]) if g not in quorum_groups]
+    slots = [SeatSlot(task_id=f"approve_{_slug(g)}", group=str(g), ordinal=0) for g in own]
+    quorum_label = "_".join(_slug(g) for g in quorum_groups) or "quorum"
+    try:
+        quorum = int(rule.get("quorum", 1))
+    except (TypeError, ValueError):
+        quorum = 1
+    slots += [
+        SeatSlot(task_id=f"approve_{quorum_label}_{k}", group=None, ordinal=k) for k in range(1, quorum + 1)
+    ]
+    return tuple(_unique(slots))
+
+
+def max_seats(approvals: Any, environment: str, *, emergency: bool) -> int:
+    """Upper bound of seats for ``environment``: its quorum plus one per group with a seat of its own."""
+    return max(1, len(seat_slots(approvals, environment, emergency=emergency)))
+
+
+def _slug(name: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_") or "group"
+
+
+def _unique(slots: list[SeatSlot]) -> list[SeatSlot]:
+    """Two group names that slug alike (``a-b``, ``a b``) still get distinct task ids."""
+    seen: set[str] = set()
+    out = []
+    for slot in slots:
+        task_id, n = slot.task_id, 1
+        while task_id in seen:
+            n += 1
+            task_id = f"{slot.task_id}_{n}"
+        seen.add(task_id)
+        out.append(SeatSlot(task_id=task_id, group=slot.group, ordinal=slot.ordinal))
+    return out
 
 
 def load_dag_specs(config_file: str | Path) -> list[DagSpec]:
@@ -56,7 +114,8 @@ def load_dag_specs(config_file: str | Path) -> list[DagSpec]:
             DagSpec(
                 path=path,
                 approval_environment=env,
-                seats=max_seats(data.get("approvals"), env, emergency=path.emergency),
+                slots=seat_slots(data.get("approvals"), env, emergency=path.emergency),
+                owner=path.owner or DEFAULT_OWNER,
             )
         )
     return specs

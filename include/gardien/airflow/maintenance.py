@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,6 @@ from gardien.airflow.release import FINAL_ERRORS, config_path, step_context
 from gardien.errors import EnvironmentUnavailableError, LedgerError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Notices:
-    """What gardien.release.notices needs outside a release path: the configuration."""
-
-    config: Any
 
 
 def rollback_seats(config_file: str | Path) -> int:
@@ -63,8 +55,12 @@ def check_rollback_request() -> dict[str, Any]:
             "give both params: release (a release id) and environment (where to roll back)"
         )
     try:
-        request = check_request(
-            load_config(config_path()), release_id, environment, force=bool(p.get("force"))
+        request = check_request(  # reconciles the release's targets first (an unrecorded deployment is found)
+            load_config(config_path()),
+            release_id,
+            environment,
+            force=bool(p.get("force")),
+            ctx=step_context(context),
         )
     except FINAL_ERRORS + (LedgerError,) as exc:
         context["ti"].xcom_push(key="refusal", value=str(exc))
@@ -284,16 +280,7 @@ def watch_target(environment: str) -> dict[str, Any]:
         context["ti"].xcom_push(key="error", value=str(exc))  # for the run note if every retry fails
         raise
     log.info("%s", result.detail)
-    if result.status == "drift":
-        notices.notify(
-            _Notices(config),
-            "drift_detected",
-            environment=environment,
-            release_id=result.last_release,
-            tables={
-                t.table: [r.to_dict() for r in t.rows] or [{"note": t.note}] for t in result.report.tables
-            },
-        )
+    notices.announce_watch(config, result)  # unrecorded journal rows (alerts) and a new drift, on Slack
     # The rows themselves stay in the ledger (drift.detected); XCom carries the verdict only.
     return {k: v for k, v in result.to_dict().items() if k != "report"}
 

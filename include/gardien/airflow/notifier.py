@@ -42,6 +42,8 @@ class ApprovalRequestedNotifier(BaseNotifier):
                 groups=[task.subject],
                 required_action_url=link,
             )
-            notifier_from_settings(svc.config.notifications, environ=os.environ).send(message)
+            notifier_from_settings(svc.config.notifications, environ=os.environ, announce_off=False).send(
+                message
+            )
         except Exception:  # a notification never fails or delays an approval
             log.exception("approval-requested notification failed")

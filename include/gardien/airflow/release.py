@@ -7,15 +7,14 @@ does not retry them; transient ones (database unreachable) raise normally and ar
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Context, get_current_context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import Context, ExceptionRetryPolicy, RetryAction, RetryRule, get_current_context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
 from gardien.errors import (
     ApprovalError,
@@ -26,8 +25,26 @@ from gardien.errors import (
     RollbackError,
     ValidationFailedError,
 )
+from gardien.release import summaries
+from gardien.release.ids import is_release_id, new_release_id, release_page
 
 log = logging.getLogger(__name__)
+
+
+class ReleaseFailed(SystemExit):
+    """The release ended badly: the close task fails with this one line.
+
+    A SystemExit, because Airflow logs every exception with its traceback ("Task failed with exception"),
+    while a SystemExit is logged as one line; the close's retry policy never retries it (a decided outcome).
+    """
+
+
+CLOSE_RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(exception=ReleaseFailed, action=RetryAction.FAIL, reason="the release's outcome is decided")
+    ]
+)
+
 
 # Errors that retrying cannot fix.
 FINAL_ERRORS = (
@@ -66,11 +83,14 @@ def step_context(context: Context | None = None) -> Any:
 
 
 def release_id_for(path_name: str, context: Context) -> str:
-    """Stable across retries: derived from the run's window and run id."""
+    """The run id when the release timetable made it (scheduled and triggered runs: R-<path>-…); otherwise
+    (a run given an explicit id, ``dag.test()``) one derived from the run's window and run id. Stable across
+    retries either way."""
     dag_run = context["dag_run"]
+    if is_release_id(dag_run.run_id, path_name=path_name):
+        return str(dag_run.run_id)
     start = context.get("data_interval_start") or dag_run.run_after
-    digest = hashlib.sha256(dag_run.run_id.encode()).hexdigest()[:4]
-    return f"R-{path_name}-{start:%Y%m%d-%H%M}-{digest}"
+    return new_release_id(path_name=path_name, anchor=start, seed=str(dag_run.run_id))
 
 
 def _final(exc: BaseException) -> AirflowFailException:
@@ -95,6 +115,22 @@ def open_release(path_name: str) -> str:
             "an emergency release needs a reason (at least 10 characters): trigger it with conf {'reason': ...}"
         )
     reason = reason or f"release window {context.get('data_interval_start')}"
+    from gardien.release import notices
+
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    window = (
+        "none (emergency)" if svc.path.emergency or not start else f"{start:%Y-%m-%d %H:%M} → {end:%H:%M} UTC"
+    )
+    log.info(
+        summaries.opened(
+            release_id=release_id,
+            path=[svc.path.source, *("+".join(s.targets) for s in svc.path.stages)],
+            requested_by=requested_by,
+            window=window,
+            page=release_page(release_id),
+        )
+    )
+    log.info("Slack notifications: %s", notices.announce(svc))  # said once per run, here
     svc.open(
         release_id=release_id,
         requested_by=requested_by,
@@ -127,6 +163,11 @@ def extract(path_name: str, release_id: str) -> dict[str, Any] | bool:
             svc.path.final_targets[0],
         )
         return False
+    log.info(
+        summaries.extracted(
+            release_id=release_id, result=result, source=svc.path.source, target=svc.path.final_targets[0]
+        )
+    )
     notices.notify(
         svc,
         "release_opened",
@@ -148,7 +189,7 @@ def validate(path_name: str, release_id: str) -> dict[str, Any]:
         conf.get("accept_blast_radius") or (context.get("params") or {}).get("accept_blast_radius") or ""
     )
     try:
-        return validate_release(
+        result = validate_release(
             svc,
             release_id,
             ctx=step_context(),
@@ -157,6 +198,8 @@ def validate(path_name: str, release_id: str) -> dict[str, Any]:
     except ValidationFailedError as exc:
         notices.notify(svc, "validation_failed", release_id=release_id, detail=str(exc))
         raise _final(exc) from exc
+    log.info(summaries.validated(release_id=release_id, result=result))
+    return result
 
 
 def release_facts(path_name: str) -> Any:
@@ -200,12 +243,19 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
     with svc.ledger() as conn:
         recorded = {(a.approver, a.changeset_id) for a in ledger.release_history(conn, release_id).approvals}
     approvers = []
+    answers = []
     for task_id in seat_task_ids:
         answer = context["ti"].xcom_pull(task_ids=task_id)
         if not isinstance(answer, Mapping) or not answer.get("approved"):
             continue
         user = answer["responded_by_user"]["id"]
+        if user in approvers:  # seats wait side by side: two answers by one person at the same instant
+            raise AirflowFailException(
+                f"release {release_id}: {user} answered two approval seats; one person fills one seat. "
+                "Trigger the release again."
+            )
         approvers.append(user)
+        answers.append({"by": user, "role": task_id.removeprefix("approve_")})
         if (user, answer["changeset_id"]) in recorded:  # a retry: already in the ledger
             continue
         svc.record_approval(
@@ -217,8 +267,23 @@ def record_approvals(path_name: str, release_id: str, seat_task_ids: list[str]) 
             ctx=ctx,
         )
     svc.set_status(release_id, "approved", ctx=ctx, reason=f"approved by {', '.join(approvers)}")
+    log.info(summaries.approved(release_id=release_id, answers=answers))
     notices.notify(svc, "approved", release_id=release_id, approvers=approvers)
     return approvers
+
+
+def withdraw_approvals(seat_task_ids: list[str]) -> None:
+    """One seat refused (or failed): withdraw the Required Actions still waiting, so the run ends now rather
+    than when the last approver answers or the approval deadline passes. Skips itself when the seats never
+    asked (the release stopped before its approvals)."""
+    context = get_current_context()
+    if context["ti"].xcom_pull(task_ids="validate") is None:
+        raise AirflowSkipException(
+            "the approvals never started (validation did not pass): nothing to withdraw"
+        )
+    log.info("An approval seat ended the release: withdrawing the approvals still waiting.")
+    # Airflow skips only the seats not yet finished (a seat already answered keeps its state).
+    raise DownstreamTasksSkipped(tasks=list(seat_task_ids))
 
 
 def check_window(path_name: str, release_id: str) -> dict[str, str]:
@@ -264,6 +329,7 @@ def deploy(path_name: str, release_id: str, environment: str) -> dict[str, Any]:
             svc, "deployment_failed", release_id=release_id, environment=environment, detail=str(exc)
         )
         raise _final(exc) from exc
+    log.info(summaries.deployed(release_id=release_id, environment=environment, result=result))
     notices.notify(svc, "stage_deployed", release_id=release_id, environment=environment, result=result)
     return result
 
@@ -279,6 +345,7 @@ def verify(path_name: str, release_id: str, environment: str) -> dict[str, Any]:
             svc, "verification_failed", release_id=release_id, environment=environment, detail=str(exc)
         )
         raise _final(exc) from exc
+    log.info(summaries.verified(release_id=release_id, environment=environment, result=result))
     notices.notify(svc, "stage_verified", release_id=release_id, environment=environment, result=result)
     return result
 
@@ -324,7 +391,7 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
 
     context = get_current_context()
     if not release_id:
-        raise AirflowFailException("the release could not be opened (see open_release's log)")
+        raise ReleaseFailed("the release could not be opened (see open_release's log)")
     svc = service(path_name)
     ctx = step_context(context)
     hint = None
@@ -376,8 +443,12 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
         log.exception(
             "release %s: the report could not be written; run `gardien report %s`", release_id, release_id
         )
-    context["ti"].xcom_push(key="note", value=outcome.note())
+    note = f"{outcome.note()}\n\n[Release page]({release_page(release_id)})"
+    context["ti"].xcom_push(key="note", value=note)
     notices.notify(svc, "release_closed", release_id=release_id, outcome=outcome.to_dict(), report=report)
+    line = f"Release {release_id}: {outcome.outcome.upper().replace('_', ' ')} — {outcome.detail}"
     if not outcome.ok:
-        raise AirflowFailException(outcome.note())
+        log.error("%s. Release page: %s", line, release_page(release_id))
+        raise ReleaseFailed(line)
+    log.info("%s. Release page: %s; report: %s", line, release_page(release_id), report)
     return {**outcome.to_dict(), "report": report}

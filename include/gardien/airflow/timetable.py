@@ -12,12 +12,15 @@ import pendulum
 from airflow.exceptions import AirflowTimetableInvalid
 from airflow.sdk import timezone
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
+from airflow.timetables.simple import NullTimetable
 
 from gardien.calendar import Calendar, Window, load_calendar_file, parse_calendar
 from gardien.errors import GardienError
+from gardien.release.ids import new_release_id
 
 if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
+    from airflow.utils.types import DagRunType
     from pendulum import DateTime
 
 log = logging.getLogger(__name__)
@@ -43,37 +46,77 @@ class ReleaseWindowTimetable(Timetable):
     - ``catchup=True``: every window from ``start_date`` on. ``catchup=False``: windows already closed are
       skipped, but a window open right now still gets its run (it can still be used until it closes).
     - ``clock`` exists for tests; Airflow's own timetables read the clock the same way for catchup=False.
+    - With ``release_path``, every run id this timetable makes (scheduled runs, and manual runs triggered
+      without an explicit id: UI, REST, CLI) is the release id ``R-<path>-…`` (see ``generate_run_id``).
     """
 
-    def __init__(self, calendar: Calendar, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        calendar: Calendar,
+        *,
+        release_path: str | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
         self.calendar = calendar
+        self.release_path = release_path
         self._clock = clock or timezone.utcnow
         self.description = _describe(calendar)
 
     @classmethod
-    def from_config_file(cls, path: str | Path) -> ReleaseWindowTimetable:
+    def from_config_file(cls, path: str | Path, *, release_path: str | None = None) -> ReleaseWindowTimetable:
         """Build from the ``calendar:`` section of a Gardien YAML file (cheap: no database, no holidays).
 
         Raises ConfigurationError when the file is missing or unreadable or the section is invalid.
         """
-        return cls(load_calendar_file(path))
+        return cls(load_calendar_file(path), release_path=release_path)
 
     # -- serialization -----------------------------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
-        return {"calendar": self.calendar.config.model_dump(mode="json"), "source": self.calendar.source}
+        return {
+            "calendar": self.calendar.config.model_dump(mode="json"),
+            "source": self.calendar.source,
+            "release_path": self.release_path,
+        }
 
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> Timetable:
-        return cls(parse_calendar(data["calendar"], source=data.get("source", "<serialized DAG>")))
+        return cls(
+            parse_calendar(data["calendar"], source=data.get("source", "<serialized DAG>")),
+            release_path=data.get("release_path"),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ReleaseWindowTimetable):
             return NotImplemented
-        return self.calendar.config == other.calendar.config
+        return self.calendar.config == other.calendar.config and self.release_path == other.release_path
 
     def __hash__(self) -> int:
-        return hash(self.calendar.config)
+        return hash((self.calendar.config, self.release_path))
+
+    # -- run ids -----------------------------------------------------------------------------------------
+
+    def generate_run_id(
+        self,
+        *,
+        run_type: DagRunType,
+        run_after: DateTime,
+        data_interval: DataInterval | None,
+        **extra: Any,
+    ) -> str:
+        """The release id, so that release R-standard-… is found by its run id in every Airflow screen.
+
+        Airflow calls this for scheduled runs (the scheduler) and for manual runs triggered without an
+        explicit run id (UI, REST API, ``airflow dags trigger``). The id is anchored on the window's start
+        and made unique per request by the run type and the trigger instant.
+        """
+        if self.release_path is None:
+            return super().generate_run_id(
+                run_type=run_type, run_after=run_after, data_interval=data_interval
+            )
+        return release_run_id(
+            self.release_path, run_type=run_type, run_after=run_after, data_interval=data_interval
+        )
 
     # -- description -----------------------------------------------------------------------------------
 
@@ -134,6 +177,49 @@ class ReleaseWindowTimetable(Timetable):
         if window is None:
             return DataInterval.exact(_pendulum(run_after))
         return _interval(window)
+
+
+class ManualReleaseTimetable(NullTimetable):
+    """No schedule (an emergency release is triggered by hand), but run ids that are release ids."""
+
+    def __init__(self, *, release_path: str) -> None:
+        super().__init__()
+        self.release_path = release_path
+
+    def serialize(self) -> dict[str, Any]:
+        return {"release_path": self.release_path}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Timetable:
+        return cls(release_path=data["release_path"])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ManualReleaseTimetable):
+            return NotImplemented
+        return self.release_path == other.release_path
+
+    def __hash__(self) -> int:
+        return hash(self.release_path)
+
+    def generate_run_id(
+        self,
+        *,
+        run_type: DagRunType,
+        run_after: DateTime,
+        data_interval: DataInterval | None,
+        **extra: Any,
+    ) -> str:
+        return release_run_id(
+            self.release_path, run_type=run_type, run_after=run_after, data_interval=data_interval
+        )
+
+
+def release_run_id(
+    path_name: str, *, run_type: DagRunType | str, run_after: dt.datetime, data_interval: DataInterval | None
+) -> str:
+    """The release id used as run id: anchored on the window start (else the trigger instant)."""
+    anchor = data_interval.start if data_interval is not None else run_after
+    return new_release_id(path_name=path_name, anchor=anchor, seed=f"{run_type}|{run_after.isoformat()}")
 
 
 def _describe(calendar: Calendar) -> str:

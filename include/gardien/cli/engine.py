@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gardien.changeset import Changeset
+from gardien.changeset import Changeset, read_changeset
 from gardien.config import DEFAULT_CONFIG_PATH, load_config, resolve_environment
 from gardien.errors import UsageError
 from gardien.portable import key_text
@@ -64,13 +64,7 @@ def _emit(data: dict[str, Any]) -> None:
 
 
 def _read_changeset(path: Path) -> Changeset:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read changeset {path}: {exc.strerror}. Give the file `gardien diff -o` wrote."
-        ) from exc
-    return Changeset.from_json(text)
+    return read_changeset(path)
 
 
 def diff_cmd(
@@ -139,9 +133,11 @@ def apply_cmd(
         str | None, typer.Option("--label", help="Release label recorded in the journal.")
     ] = None,
     lock_timeout: Annotated[
-        int, typer.Option(help="Milliseconds to wait for the target's deployment lock.")
+        int, typer.Option(min=1, help="Milliseconds to wait for the target's deployment lock.")
     ] = 10_000,
-    statement_timeout: Annotated[int, typer.Option(help="Milliseconds allowed per statement.")] = 600_000,
+    statement_timeout: Annotated[
+        int, typer.Option(min=1, help="Milliseconds allowed per statement.")
+    ] = 600_000,
     requested_by: Annotated[
         str | None,
         typer.Option(

@@ -1,18 +1,21 @@
 """Entry point of the ``gardien`` command: one Typer app, commands registered by topic modules.
 
 Each topic module (engine, windows, audit, ...) exposes ``register(app)``; keeping them apart lets each
-concept own its commands without one huge module.
+concept own its commands without one huge module. Whatever goes wrong, ``main`` ends the process with a
+code from the README's table and one named cause (as JSON under ``--json``), never a traceback
+(gardien.cli.failure).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 
-from gardien.errors import GardienError
-from gardien.redact import install_log_redaction, redact_text
+from gardien.cli import failure as _failure
+from gardien.redact import install_log_redaction
 
 app = typer.Typer(
     name="gardien",
@@ -25,8 +28,32 @@ app = typer.Typer(
 _TOPICS = ("engine", "demo", "windows", "validate", "audit", "ledger", "approvals", "report")
 
 
+def version() -> str:
+    """The installed package's version (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("gardien")
+    except PackageNotFoundError:
+        from gardien import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gardien {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Gardien: consistency, traceability and rollback for EHR configuration releases."""
     # An explicit callback keeps sub-commands as sub-commands even when a single topic is registered.
 
@@ -41,32 +68,25 @@ for _topic in _TOPICS:
     _module.register(app)
 
 
-def main() -> None:
-    """Run the CLI; a GardienError prints its message and exits with its own code."""
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; on failure exit with the code of what went wrong (gardien.cli.failure)."""
+    args = sys.argv[1:] if argv is None else argv
     install_log_redaction()
     try:
         # Without standalone mode, a typer.Exit(code) comes back as the return value.
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
-    except GardienError as exc:
-        typer.secho(f"error: {redact_text(str(exc))}", fg=typer.colors.RED, err=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        # typer ships its own copy of click; recognise usage errors from either copy by duck typing.
-        if hasattr(exc, "show") and type(exc).__name__ in {
-            "UsageError",
-            "BadParameter",
-            "NoSuchOption",
-            "MissingParameter",
-            "BadOptionUsage",
-            "BadArgumentUsage",
-        }:
-            exc.show()
-            sys.exit(2)
-        if type(exc).__name__ == "Exit":
-            sys.exit(getattr(exc, "exit_code", 0))
+        rc = app(args=args, prog_name="gardien", standalone_mode=False)
+    except SystemExit:
         raise
+    except BaseException as exc:  # noqa: BLE001 - the one place every failure is turned into an exit code
+        failed = _failure.classify(exc, args)
+        if failed.show_usage is not None:
+            failed.show_usage()
+        if failed.message:
+            # Looked up at each call: a wrapper installed on gardien.cli.failure.print_failure applies.
+            _failure.print_failure(failed, as_json=_failure.wants_json(args))
+        sys.exit(failed.code)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
+
+
+__all__ = ["app", "main"]

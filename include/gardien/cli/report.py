@@ -10,11 +10,11 @@ import typer
 
 from gardien import ledger, pg
 from gardien.cli.audit import DEFAULT_CONFIG, resolve_ledger_dsn
-from gardien.config import CatalogConfig, load_config
+from gardien.config import load_config
 from gardien.errors import ConfigurationError, LedgerError, UsageError
 from gardien.release.paths import ReleasePath, parse_release_paths
 from gardien.release.service import state_dir
-from gardien.report import ReleaseReport, load_report, write_files
+from gardien.report import CatalogHints, ReleaseReport, load_report, write_files
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +69,7 @@ def report(
             path_name=release_path.name if release_path else path,
             stages={e: s.name for s in release_path.stages for e in s.targets} if release_path else None,
             row_limit=rows,
-            catalog=_catalog(config),
+            hints=_hints(config),
         )
     finally:
         conn.rollback()
@@ -80,15 +80,6 @@ def report(
     else:
         _summary(built, html_path)
     _fail_if_untrustworthy(built, html_path)
-
-
-def _catalog(config: Path) -> CatalogConfig | None:
-    """The catalog (to name retired rows), if the configuration can be read; an auditor may have only
-    the ledger."""
-    try:
-        return load_config(config).catalog
-    except ConfigurationError:
-        return None
 
 
 def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ...]) -> ReleasePath | None:
@@ -112,6 +103,14 @@ def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ..
             f"omit --path or pass --path {recorded[0]}."
         )
     return paths.get(name) if name else None
+
+
+def _hints(config: Path) -> CatalogHints | None:
+    """List fields, soft-delete and retire tables from the catalog, if the configuration can be read."""
+    try:
+        return CatalogHints.from_catalog(load_config(config).catalog)
+    except ConfigurationError:
+        return None
 
 
 def _summary(built: ReleaseReport, html_path: Path) -> None:

@@ -32,7 +32,10 @@ def validate_cmd(
         Path | None, typer.Option("--changeset", help="Rehearse this changeset on a scratch copy of TARGET.")
     ] = None,
     data_docs: Annotated[
-        Path | None, typer.Option("--data-docs", help="Write the Great Expectations Data Docs HTML here.")
+        Path | None,
+        typer.Option(
+            "--data-docs", help="Write the validation page (index.html, self-contained, offline) here."
+        ),
     ] = None,
     verify: Annotated[
         bool, typer.Option("--verify", help="Post-deploy verification: also run the smoke probes.")
@@ -78,16 +81,10 @@ def validate_cmd(
         _list(env.dsn, catalog=cfg.catalog, settings=settings, as_json=as_json)
         return
     if changeset is not None:
-        from gardien.changeset import Changeset
+        from gardien.changeset import read_changeset
         from gardien.validation.bridge import engine_apply, summary_from_changeset
 
-        try:
-            text = changeset.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read changeset {changeset}: {exc.strerror}. Give the file `gardien diff -o` wrote."
-            ) from exc
-        cs = Changeset.from_json(text)
+        cs = read_changeset(changeset)
         now = dt.datetime.now(dt.UTC)
         report = rehearse(
             env.dsn,
@@ -163,4 +160,4 @@ def _print(report) -> None:  # noqa: ANN001 - ValidationReport, imported lazily
         for example in result.examples:
             typer.echo("      " + ", ".join(f"{k}={v!r}" for k, v in example.items()))
     if report.data_docs_path:
-        typer.echo(f"  Data Docs: {report.data_docs_path}")
+        typer.echo(f"  Validation page: {report.data_docs_path}")

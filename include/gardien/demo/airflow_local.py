@@ -86,6 +86,9 @@ def base_settings(root: Path, admin_dsn: str, *, port: int, home: Path, metadata
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqla,
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, (r, _) in DEMO_USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        # Only this machine reaches the demo (its users have well-known passwords): never 0.0.0.0.
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -120,6 +123,7 @@ def fingerprint(root: Path, settings: dict[str, str]) -> str:
         *sorted((root / "plugins").rglob("*.py")),
         pkg / "airflow" / "timetable.py",
         pkg / "airflow" / "listener.py",
+        pkg / "release" / "ids.py",
         *sorted((pkg / "calendar").rglob("*.py")),
     ]
     for f in loaded_by_plugin:  # task code is imported afresh by each task process: no restart needed

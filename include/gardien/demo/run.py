@@ -21,6 +21,7 @@ import yaml
 from gardien import pg
 from gardien.demo import airflow_local
 from gardien.errors import GardienError
+from gardien.release.ids import release_page
 from gardien.restapi import AirflowAPI, AirflowAPIError, seconds_until_settled
 
 DAG_ID = "gardien_release_standard"
@@ -106,6 +107,38 @@ def reserialize(settings: dict[str, str]) -> None:
         raise GardienError(f"`airflow dags reserialize` failed:\n{res.stderr[-2000:]}")
 
 
+def approver_lines(config: dict[str, Any], *, requester: str) -> list[str]:
+    """Who can log in, with which password, and which approval tasks (seats) each can fill in the demo."""
+    from gardien.airflow.dagspec import seat_slots
+    from gardien.release.paths import parse_release_paths
+
+    approvals = config.get("approvals") or {}
+    groups = {g: set(members) for g, members in (approvals.get("groups") or {}).items()}
+    paths = parse_release_paths(
+        config.get("release_paths"), environments=list(config.get("environments") or {}), source="demo"
+    )
+    env = paths[DAG_ID.removeprefix("gardien_release_")].final_targets[0]
+    quorum_groups = set(((approvals.get("environments") or {}).get(env) or {}).get("groups") or [])
+    lines = []
+    for user, (role, password) in airflow_local.DEMO_USERS.items():
+        seats = [
+            slot.task_id
+            for slot in seat_slots(approvals, env, emergency=False)
+            if (slot.group is not None and user in groups.get(slot.group, set()))
+            or (slot.group is None and any(user in groups.get(g, set()) for g in quorum_groups))
+        ]
+        if user == requester:
+            can = "requests the release: may not approve it"
+        elif seats:
+            can = ("can fill " if len(seats) == 1 else "can fill one of ") + ", ".join(seats)
+        else:
+            can = {"admin": "administrator: sees everything, fills no seat"}.get(
+                user, f"{role}: fills no seat"
+            )
+        lines.append(f"    {user:<18} password {password:<12} {can}")
+    return lines
+
+
 def approve_pending(api_for: Any, admin: AirflowAPI, run_id: str, used: set[str]) -> None:
     for detail in admin.pending_actions(DAG_ID, run_id):
         if seconds_until_settled(detail):  # answer like a person, not within milliseconds
@@ -156,6 +189,11 @@ def run_release(port: int, *, interactive: bool) -> dict[str, Any]:
                 raise GardienError(f"DAG {DAG_ID} did not appear in Airflow within 120 s") from exc
             time.sleep(2)
     admin.set_paused(DAG_ID, False)
+    if interactive:  # said before anything waits: who can log in, and which approval each can give
+        step(f"Approvers: log in at {base} and answer under Required Actions")
+        config = yaml.safe_load(Path(os.environ["GARDIEN_CONFIG"]).read_text())
+        for line in approver_lines(config, requester=REQUESTER):
+            say(line)
     step(f"Release: {REQUESTER} requests the release (DAG {DAG_ID})")
     # A logical date gives the run its release window (the timetable's window containing that moment).
     run = api_for(REQUESTER).trigger(
@@ -164,9 +202,11 @@ def run_release(port: int, *, interactive: bool) -> dict[str, Any]:
         conf={"requested_by": REQUESTER, "reason": "Démo : mise en production du paramétrage de décembre"},
     )
     run_id = run["dag_run_id"]
-    say(f"  run {run_id}")
+    say(f"  run {run_id} — release page {base}{release_page(run_id)}")
     if interactive:
-        say(f"  Approve it in the UI: {base}/required_actions (users and passwords below); waiting ...")
+        say(
+            f"  Approve it in the UI: {base}/required_actions (users, passwords and seats above); waiting ..."
+        )
     used = {REQUESTER}
     started = time.monotonic()
     seen: dict[str, str] = {}
@@ -224,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  Report          {report if report.exists() else rel}")
         docs = rel / "data_docs" / "index.html"
         if docs.exists():
-            say(f"  Data Docs       {docs}")
+            say(f"  Validation      {docs}")
     say("  Audit ledger    .venv/bin/gardien audit verify -c .gardien/demo-config.yaml")
     say("  Stop            make stop")
+    release_id = (outcome or {}).get("release_id") or state["dag_run_id"]
+    say(f"  Release board   http://127.0.0.1:{port}{release_page(release_id)}")
     (root / ".gardien" / "last-demo.json").write_text(
         json.dumps({"run": state, "outcome": outcome}, default=str)
     )

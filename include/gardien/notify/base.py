@@ -49,11 +49,17 @@ class Notifier(Protocol):
 class NullNotifier:
     """Used when Slack is not configured: logs at INFO what would have been sent, sends nothing."""
 
-    def __init__(self, reason: str = "Slack is not configured") -> None:
+    def __init__(self, reason: str = "Slack is not configured", *, quiet: bool = False) -> None:
         self.reason = reason
+        self.quiet = quiet
 
     def send(self, message: SlackMessage) -> SendResult:
-        log.info("%s; notification not sent: %s", self.reason, message.text)
+        log.log(
+            logging.DEBUG if self.quiet else logging.INFO,
+            "%s; notification not sent: %s",
+            self.reason,
+            message.text,
+        )
         return SendResult(ok=False, attempts=0, error=self.reason)
 
     def flush_outbox(self) -> FlushResult:

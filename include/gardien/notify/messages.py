@@ -300,3 +300,27 @@ def drift_detected(
         section("\n".join(lines) if lines else "_no rows listed_"),
     ]
     return message(escape(text), blocks)
+
+
+def reconciled(*, environment: str, findings: Sequence[str], alerted: Sequence[str]) -> SlackMessage:
+    """Target journal rows the ledger did not record, found by reconciliation: recorded late, or (``alerted``)
+    changes no intent and no release explains — someone changed the target outside Gardien's recorded paths."""
+    late = [f for f in findings if f not in alerted]
+    if alerted:
+        title = f":rotating_light: {len(alerted)} change(s) on {environment} with no ledger record"
+        text = (
+            f"ALERT: {len(alerted)} change(s) on {environment} that no Gardien intent or release explains; "
+            f"find out who made them. {one_line(alerted[0])}"
+        )
+    else:
+        title = f":warning: {len(late)} change(s) on {environment} recorded late"
+        text = f"{len(late)} change(s) on {environment} committed but never recorded: recorded now. {one_line(late[0])}"
+    blocks = [header(title)]
+    for label, items in (("Not explained (ALERT)", alerted), ("Recorded late", late)):
+        if items:
+            lines = "\n".join(f"• {escape(one_line(i))}" for i in items[:10])
+            if len(items) > 10:
+                lines += f"\n… and {len(items) - 10} more"
+            blocks.append(section(f"*{label}:*\n{lines}"))
+    blocks.append(context(escape("Recorded in the ledger; `gardien audit verify` lists them too.")))
+    return message(escape(text), blocks)

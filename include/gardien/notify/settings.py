@@ -62,28 +62,34 @@ def parse_settings(raw: Mapping[str, Any] | None) -> NotificationSettings:
 
 
 def notifier_from_settings(
-    raw: Mapping[str, Any] | None, *, environ: Mapping[str, str]
+    raw: Mapping[str, Any] | None, *, environ: Mapping[str, str], announce_off: bool = True
 ) -> SlackNotifier | NullNotifier:
     """The notifier the configuration asks for.
 
     ``raw`` is the ``notifications`` section (None when absent). Without a ``slack`` entry, or when
     the token variable is unset or empty, Slack is off: a NullNotifier (with a warning in the latter
-    case, since someone meant to configure it). Raises ConfigurationError for a malformed section.
+    case, since someone meant to configure it). ``announce_off=False`` keeps that quiet (and the
+    NullNotifier's "not sent" lines at DEBUG): a release says it once per run, not in every task.
+    Raises ConfigurationError for a malformed section.
     """
     settings = parse_settings(raw)
     slack = settings.slack
     if slack is None:
-        log.info("no notifications.slack section: Slack notifications are off")
-        return NullNotifier("Slack is not configured (no notifications.slack section)")
+        if announce_off:
+            log.info("no notifications.slack section: Slack notifications are off")
+        return NullNotifier(
+            "Slack is not configured (no notifications.slack section)", quiet=not announce_off
+        )
     token = environ.get(slack.token_env, "").strip()
     if not token:
-        log.warning(
-            "Slack notifications are off: environment variable %s is not set; set it to the bot token "
-            "(xoxb-...) to post to %s",
-            slack.token_env,
-            slack.channel,
-        )
-        return NullNotifier(f"Slack is not configured ({slack.token_env} is not set)")
+        if announce_off:
+            log.warning(
+                "Slack notifications are off: environment variable %s is not set; set it to the bot token "
+                "(xoxb-...) to post to %s",
+                slack.token_env,
+                slack.channel,
+            )
+        return NullNotifier(f"Slack is not configured ({slack.token_env} is not set)", quiet=not announce_off)
     base_url = environ.get(slack.base_url_env, "").strip() if slack.base_url_env else ""
     return SlackNotifier(
         token,

@@ -32,6 +32,7 @@ class WatchResult:
     report: DriftReport | None = None
     last_release: str | None = None  # release of the latest deployment still in effect, for messages
     reconciled: tuple[str, ...] = ()  # journal rows the ledger did not record, recorded (or alerted) now
+    alerted: tuple[str, ...] = ()  # those of them no intent or release explains (deployment.unrecorded...)
 
     @property
     def drifted(self) -> bool:
@@ -46,6 +47,7 @@ class WatchResult:
             "last_release": self.last_release,
             "report": self.report.to_payload() if self.report else None,
             "reconciled": list(self.reconciled),
+            "alerted": list(self.alerted),
         }
 
 
@@ -137,7 +139,13 @@ def watch(
         max_rows=max_rows,
         rebaseline_reason=rebaseline_reason,
     )
-    return replace(result, reconciled=tuple(f.describe() for f in findings)) if findings else result
+    if not findings:
+        return result
+    return replace(
+        result,
+        reconciled=tuple(f.describe() for f in findings),
+        alerted=tuple(f.describe() for f in findings if f.action == "alerted"),
+    )
 
 
 def _watch(

@@ -119,6 +119,8 @@ def validate_release(
         "trivial": result.report.trivial,
         "data_docs": result.report.data_docs_path,
         "checked": len(result.report.expectations),
+        "summary": result.report.summary(),
+        "tables": sorted({e.table for e in result.report.expectations if e.table}),
     }
 
 
@@ -190,5 +192,9 @@ def verify_environment(svc: ReleaseService, release_id: str, environment: str, *
         "ok": True,
         "environment": environment,
         "fingerprint": actual,
+        "fingerprint_expected": expected,
         "checked": len(report.expectations),
+        "summary": report.summary(),
+        "tables": sorted({e.table for e in report.expectations if e.table}),
+        "probes": sorted(e.name for e in report.expectations if e.kind == "smoke_probe"),
     }

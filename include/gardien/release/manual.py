@@ -190,11 +190,16 @@ def record_rollback(
     operator: Operator,
 ) -> None:
     """Record a rollback: on the release's deployment (its status follows, and the release's when nothing of
-    it stays deployed), else as an event."""
+    it stays deployed), else as an event. Once: a proven rollback a reconciler recorded while this command was
+    between the target's commit and here is not recorded again (the check runs under the ledger lock)."""
+    from gardien.release.reconcile import rollback_recorded
+
     reason = f"{operator.reason or 'no reason given'} (by {operator.actor} via {operator.entry_point})"
     if detail:
         reason += f" — {detail[:1500]}"
     with ledger_session(config) as conn:
+        ledger.lock_ledger(conn)
+        already = proven and rollback_recorded(conn, env.name, target_deployment_id)
         dep = None
         with conn.cursor() as cur:
             cur.execute(
@@ -206,6 +211,8 @@ def record_rollback(
         if row is not None:
             dep = ledger.get_deployment(conn, row[0])
         if dep is None:
+            if already:
+                return
             ledger.append_event(
                 conn,
                 kind=ROLLED_BACK_OUTSIDE_RELEASE,
@@ -223,15 +230,16 @@ def record_rollback(
                 reason=reason,
             )
             return
-        ledger.record_rollback(
-            conn,
-            deployment_id=dep.id,
-            proven=proven,
-            fingerprints=fingerprints,
-            reason=reason,
-            actor=operator.actor,
-            at=operator.now,
-        )
+        if not already:
+            ledger.record_rollback(
+                conn,
+                deployment_id=dep.id,
+                proven=proven,
+                fingerprints=fingerprints,
+                reason=reason,
+                actor=operator.actor,
+                at=operator.now,
+            )
         history = ledger.release_history(conn, dep.release_id)
         latest = {d.environment: d for d in history.deployments}
         if not any(d.status in ("applied", "verified") for d in latest.values()):

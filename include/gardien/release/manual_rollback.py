@@ -11,6 +11,7 @@ from gardien.config import GardienConfig, resolve_environment
 from gardien.config import ledger_dsn as config_ledger_dsn
 from gardien.errors import ConfigurationError, RollbackError
 from gardien.release import stages
+from gardien.release.reconcile import reconcile, reconcile_environment
 from gardien.release.service import ReleaseService, StepContext
 
 
@@ -74,18 +75,32 @@ def later_overwrites(dsn: str, target_deployment_id: str) -> tuple[str, ...]:
 
 
 def check_request(
-    config: GardienConfig, release_id: str, environment: str, *, force: bool
+    config: GardienConfig, release_id: str, environment: str, *, force: bool, ctx: StepContext
 ) -> RollbackRequest:
     """Check that ``release_id`` is in effect on ``environment`` and may be rolled back.
 
-    Raises ConfigurationError (unknown environment, release path gone), LedgerError (unknown release) or
-    RollbackError (never deployed there, already rolled back, or — unless ``force`` — a later release
-    overwrote the same rows, named in the message). Nothing is changed.
+    First the release's targets are reconciled (gardien.release.reconcile, as ``ctx``): a deployment the target
+    committed but the ledger never recorded (process killed in between) is recorded now, so it is found and
+    rolled back instead of being called "never deployed". Raises ConfigurationError (unknown environment,
+    release path gone), LedgerError (unknown release), EnvironmentUnavailableError (the target or the ledger is
+    unreachable: retry) or RollbackError (never deployed there, already rolled back, or — unless ``force`` — a
+    later release overwrote the same rows, named in the message). No target is changed.
     """
     resolve_environment(config, environment)  # unknown environment: ConfigurationError listing the known ones
     conn = pg.connect(config_ledger_dsn(config), application_name="gardien rollback check")
     try:
         ledger.require_schema(conn)
+        path = ledger.get_release(conn, release_id).path  # LedgerError naming an unknown release
+        conn.commit()
+    finally:
+        conn.close()
+    # The environment asked for must be reconciled (unreachable: raise, the task is retried); the release's other
+    # targets only feed the "deployed on ..." hint, so an unreachable one there is skipped.
+    reconcile_environment(config, environment, ctx=ctx)
+    others = [e for e in path[1:] if e != environment and e in config.environments]
+    reconcile(config, ctx=ctx, environments=others)
+    conn = pg.connect(config_ledger_dsn(config), application_name="gardien rollback check")
+    try:
         history = ledger.release_history(conn, release_id)
         changeset_id = history.release.changeset_id
         body = ledger.get_changeset(conn, changeset_id) if changeset_id else None

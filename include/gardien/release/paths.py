@@ -36,6 +36,8 @@ class _PathModel(BaseModel):
     min_window_minutes: int = Field(default=15, ge=0)
     approval_timeout_hours: float = Field(default=24, gt=0)
     emergency: bool = False
+    # Who answers for this path's DAG (Airflow's owner column), e.g. the EHR configuration team.
+    owner: str | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("stages")
     @classmethod
@@ -65,6 +67,7 @@ class ReleasePath:
     min_window_minutes: int
     approval_timeout_hours: float
     emergency: bool
+    owner: str | None = None
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -144,5 +147,6 @@ def parse_release_paths(
             min_window_minutes=model.min_window_minutes,
             approval_timeout_hours=model.approval_timeout_hours,
             emergency=model.emergency,
+            owner=model.owner,
         )
     return paths

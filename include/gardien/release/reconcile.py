@@ -177,6 +177,14 @@ def apply_recorded(conn: Any, environment: str, target_deployment_id: str) -> bo
     return target_deployment_id in _known(conn, environment)[0]
 
 
+def rollback_recorded(conn: Any, environment: str, target_deployment_id: str) -> bool:
+    """Whether the ledger already records a proven rollback of this journal row (e.g. a reconciler did).
+
+    Call under ``ledger.lock_ledger``, like ``apply_recorded``.
+    """
+    return target_deployment_id in _known(conn, environment)[1]
+
+
 def _known(conn: Any, environment: str) -> tuple[set[str], set[str]]:
     """Target deployment ids whose apply, and whose rollback, the ledger already records for ``environment``."""
     with conn.cursor() as cur:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gardien.notify import DriftItem, TableCounts, ValidationFailure, messages, notifier_from_settings
+from gardien.notify import (
+    DriftItem,
+    NullNotifier,
+    TableCounts,
+    ValidationFailure,
+    messages,
+    notifier_from_settings,
+)
 
 
 def _counts(counts: Mapping[str, Mapping[str, int]] | None) -> list[Any]:
@@ -102,6 +109,12 @@ def build(svc: Any, kind: str, data: Mapping[str, Any]) -> Any:
             for t, keys in (data.get("tables") or {}).items()
         ]
         return messages.drift_detected(environment=data["environment"], drifts=drifts, release_id=rid)
+    if kind == "reconciled":
+        return messages.reconciled(
+            environment=data["environment"],
+            findings=list(data.get("findings") or []),
+            alerted=list(data.get("alerted") or []),
+        )
     return None
 
 
@@ -109,7 +122,8 @@ def send(svc: Any, kind: str, *, environ: Mapping[str, str], **data: Any) -> Non
     message = build(svc, kind, data)
     if message is None:
         return
-    notifier = notifier_from_settings(svc.config.notifications, environ=environ)
+    # Quiet when Slack is off: the release's first task says so once (announce), not every task.
+    notifier = notifier_from_settings(svc.config.notifications, environ=environ, announce_off=False)
     notifier.flush_outbox()  # earlier messages first, so the channel reads in order
     notifier.send(message)
 
@@ -120,5 +134,11 @@ def send_task_failure(*, where: str, error: str, environ: Mapping[str, str]) -> 
     from gardien.config import load_config
 
     config = load_config(environ.get("GARDIEN_CONFIG") or os.environ.get("GARDIEN_CONFIG"))
-    notifier = notifier_from_settings(config.notifications, environ=environ)
+    notifier = notifier_from_settings(config.notifications, environ=environ, announce_off=False)
     notifier.send(messages.release_closed(release_id=where, outcome="task_failed", summary=error[:2000]))
+
+
+def announce(svc: Any, *, environ: Mapping[str, str]) -> str:
+    """Say once (at the start of a release run) whether Slack is on; the other tasks stay quiet about it."""
+    notifier = notifier_from_settings(svc.config.notifications, environ=environ, announce_off=True)
+    return f"off: {notifier.reason}" if isinstance(notifier, NullNotifier) else "on"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from gardien.report.artifacts import Artifacts, read_artifacts
 from gardien.report.build import build_report
 from gardien.report.collect import load_report, write_files
+from gardien.report.hints import CatalogHints
 from gardien.report.html import render_html
 from gardien.report.model import FORMAT, ReleaseReport
 
@@ -36,7 +37,7 @@ def write_report(
             link_from=target,
             path_name=svc.path.name,
             stages=stages,
-            catalog=svc.config.catalog,
+            hints=CatalogHints.from_catalog(svc.config.catalog),
         )
     return write_files(report, target)
 
@@ -44,6 +45,7 @@ def write_report(
 __all__ = [
     "FORMAT",
     "Artifacts",
+    "CatalogHints",
     "ReleaseReport",
     "build_report",
     "load_report",

@@ -8,10 +8,10 @@ from datetime import datetime
 
 from gardien import ledger
 from gardien.changeset import Changeset
-from gardien.config import CatalogConfig
 from gardien.redact import redact
 from gardien.report.artifacts import Artifacts
 from gardien.report.diffs import changeset_section, unreadable_section
+from gardien.report.hints import CatalogHints
 from gardien.report.lines import (
     deployment_line,
     payload_of,
@@ -31,6 +31,7 @@ from gardien.report.model import (
     RollbackLine,
 )
 from gardien.report.sections import alerts_for
+from gardien.report.summary import rollback_handles, summary_for
 
 ROW_LIMIT = 50
 EXAMPLE_LIMIT = 5
@@ -49,13 +50,14 @@ def build_report(
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
     example_limit: int = EXAMPLE_LIMIT,
-    catalog: CatalogConfig | None = None,
+    hints: CatalogHints | None = None,
 ) -> ReleaseReport:
     """The report of ``history.release``: nothing here reads a database, a file or the clock.
 
     ``changeset`` is the release's current changeset (None with ``changeset_problem`` saying why: none yet,
     altered in the ledger, malformed); ``chain`` is ``verify_chain`` run when the report is written;
-    ``stages`` maps each environment to its stage name when the release path is known.
+    ``stages`` maps each environment to its stage name when the release path is known; ``hints`` (from
+    the catalog) name list fields, shown as set differences, and soft-delete tables, whose deletes retire.
     """
     if row_limit < 1 or example_limit < 0:
         raise ValueError("row_limit must be positive and example_limit not negative")
@@ -74,7 +76,7 @@ def build_report(
         full.append(artifacts.links["changeset.json"])
     if changeset is not None:
         section = changeset_section(
-            changeset, row_limit=row_limit, full_changeset=full, earlier_ids=earlier, catalog=catalog
+            changeset, row_limit=row_limit, full_changeset=full, earlier_ids=earlier, hints=hints
         )
     else:
         problem = changeset_problem or "the release has no changeset yet (nothing was extracted)"
@@ -118,6 +120,10 @@ def build_report(
                 changeset_id=a.changeset_id,
                 void=a.changeset_id != rel.changeset_id,
                 comment=a.comment,
+                # recorded by the approval step when the ledger keeps them (older records have none)
+                seat=getattr(a, "seat", None),
+                role=getattr(a, "role", None),
+                answered_at=_answered_at(a),
             )
             for a in history.approvals
         ),
@@ -173,9 +179,28 @@ def build_report(
             status_mismatches=tuple(m.describe() for m in status_mismatches),
         ),
     )
-    # Alerts summarise the other sections, so they are derived from the finished value; nothing in a report
-    # (reasons, error texts recorded before redaction existed) may show a password.
-    return redact(replace(report, alerts=alerts_for(report)))
+    # Alerts, summary and rollback handles summarise the other sections: derived from the finished value;
+    # nothing in a report (reasons, error texts recorded before redaction existed) may show a password.
+    return redact(
+        replace(
+            report,
+            alerts=alerts_for(report),
+            summary=summary_for(report),
+            rollback_handles=rollback_handles(report),
+        )
+    )
+
+
+def _answered_at(a: ledger.ApprovalRecord) -> str | None:
+    """When the person answered, if the ledger knows it: an explicit ``answered_at``, else ``at`` for records
+    that carry their seat (those are written with Airflow's response time, ADR 0007); older records hold
+    only when a later step wrote them, which the report must not call an answer time."""
+    explicit = getattr(a, "answered_at", None)
+    if explicit is not None:
+        return ts(explicit)
+    if getattr(a, "seat", None) is not None or getattr(a, "role", None) is not None:
+        return ts(a.at)
+    return None
 
 
 def _sources(artifacts: Artifacts) -> tuple[str, ...]:

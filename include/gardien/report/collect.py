@@ -12,10 +12,10 @@ import psycopg2.extensions
 
 from gardien import ledger
 from gardien.changeset import Changeset
-from gardien.config import CatalogConfig
 from gardien.errors import ChangesetError, LedgerError
 from gardien.report.artifacts import read_artifacts
 from gardien.report.build import ROW_LIMIT, build_report
+from gardien.report.hints import CatalogHints
 from gardien.report.html import render_html
 from gardien.report.model import ReleaseReport
 
@@ -30,7 +30,7 @@ def load_report(
     path_name: str | None = None,
     stages: Mapping[str, str] | None = None,
     row_limit: int = ROW_LIMIT,
-    catalog: CatalogConfig | None = None,
+    hints: CatalogHints | None = None,
 ) -> ReleaseReport:
     """Read everything about ``release_id`` in the caller's transaction (reads only) and build its report.
 
@@ -52,7 +52,7 @@ def load_report(
         path_name=path_name,
         stages=stages,
         row_limit=row_limit,
-        catalog=catalog,
+        hints=hints,
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gardien.changeset import Changeset, TableChanges
-from gardien.config import CatalogConfig, Retire
+from gardien.changeset import Changeset, FieldChange, TableChanges, Update
+from gardien.report.hints import CatalogHints, set_difference
 from gardien.report.model import ChangesetSection, FieldDiff, RowUpdate, RowValues, TableDiff
+from gardien.retire import retirement_of
 
 KINDS = ("inserts", "updates", "deletes")
 
@@ -26,27 +27,40 @@ def _part(part: Any) -> str:
     return str(part)
 
 
-def _update(r: Any, retire: Retire | None) -> RowUpdate:
-    from gardien.retire import retirement_of
+def field_diff(table: str, column: str, change: FieldChange, hints: CatalogHints) -> FieldDiff:
+    """A field's change; a list field also gets its set difference (what was added, what was removed)."""
+    separator = hints.list_separators.get((table, column))
+    diff = set_difference(change.before, change.after, separator) if separator else None
+    if diff is None:
+        return FieldDiff(before=change.before, after=change.after)
+    added, removed = diff
+    return FieldDiff(
+        before=change.before, after=change.after, added=added, removed=removed, separator=separator
+    )
 
+
+def _update(table: str, r: Update, hints: CatalogHints) -> RowUpdate:
+    retire = hints.retire.get(table)
     found = retirement_of(r, retire) if retire is not None else None
     return RowUpdate(
         key=r.key,
         label=key_label(r.key),
-        changes={c: FieldDiff(before=ch.before, after=ch.after) for c, ch in sorted(r.changes.items())},
+        changes={c: field_diff(table, c, ch, hints) for c, ch in sorted(r.changes.items())},
         action=found[0] if found else "updated",
         reason=found[1] if found else None,
     )
 
 
-def table_diff(changes: TableChanges, *, row_limit: int, retire: Retire | None = None) -> TableDiff:
-    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order); with
-    ``retire``, updates that flip the retire flag say "retired" (with the reason) or "unretired"."""
+def table_diff(changes: TableChanges, *, row_limit: int, hints: CatalogHints | None = None) -> TableDiff:
+    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order); in a
+    table with ``delete: {retire: ...}``, updates that flip the retire flag say "retired" (with the reason)
+    or "unretired"."""
+    hints = hints or CatalogHints()
     inserts = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.values))
         for r in changes.inserts[:row_limit]
     )
-    updates = tuple(_update(r, retire) for r in changes.updates[:row_limit])
+    updates = tuple(_update(changes.table, r, hints) for r in changes.updates[:row_limit])
     deletes = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.baseline))
         for r in changes.deletes[:row_limit]
@@ -64,6 +78,7 @@ def table_diff(changes: TableChanges, *, row_limit: int, retire: Retire | None =
         updates=updates,
         deletes=deletes,
         omitted={k: counts[k] - shown[k] for k in KINDS},
+        retired_by=hints.retired_by.get(changes.table),
     )
 
 
@@ -73,14 +88,10 @@ def changeset_section(
     row_limit: int,
     full_changeset: Sequence[str],
     earlier_ids: Sequence[str],
-    catalog: CatalogConfig | None = None,
+    hints: CatalogHints | None = None,
 ) -> ChangesetSection:
-    """The section for a readable changeset; tables without changes are left out of the diffs. With the
-    ``catalog``, retired rows are named as such."""
-    retire = {t.name: t.retire for t in catalog.tables} if catalog is not None else {}
-    tables = tuple(
-        table_diff(t, row_limit=row_limit, retire=retire.get(t.table)) for t in changeset.tables if t.count
-    )
+    """The section for a readable changeset; tables without changes are left out of the diffs."""
+    tables = tuple(table_diff(t, row_limit=row_limit, hints=hints) for t in changeset.tables if t.count)
     counts = {t.table: dict(t.counts) for t in tables}
     return ChangesetSection(
         id=changeset.id,

@@ -46,8 +46,14 @@ class RowValues:
 
 @dataclass(frozen=True, slots=True)
 class FieldDiff:
+    """A field's change; for a list field (items joined by a separator), ``added`` and ``removed`` hold the
+    set difference, which is what people read (``+UF1035 −UF2005``), never the two whole lists."""
+
     before: Any
     after: Any
+    added: tuple[str, ...] | None = None
+    removed: tuple[str, ...] | None = None
+    separator: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,7 @@ class TableDiff:
     updates: tuple[RowUpdate, ...]
     deletes: tuple[RowValues, ...]
     omitted: Mapping[str, int]
+    retired_by: str | None = None  # soft-delete tables: a "delete" retires the row (e.g. "actif = false")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,10 @@ class ValidationRun:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalLine:
-    """A recorded decision; ``void`` when bound to a changeset the release no longer carries."""
+    """A recorded decision; ``void`` when bound to a changeset the release no longer carries.
+
+    ``answered_at`` is when the person answered (``at`` when the ledger recorded it, which may be later);
+    ``seat`` and ``role`` say which approval the answer filled, when the ledger records them."""
 
     approver: str
     decision: str
@@ -133,6 +143,9 @@ class ApprovalLine:
     changeset_id: str
     void: bool
     comment: str | None
+    seat: int | None = None
+    role: str | None = None
+    answered_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +225,46 @@ class OutcomeLine:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetDeployment:
+    """Where the release went: the target-side deployment id (what rollback takes) and its status."""
+
+    environment: str
+    deployment_id: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The answers a change advisory board looks for first: what, where, when, who asked, who approved
+    (seat/role, answer time), the deployment ids per target, and the outcome."""
+
+    what: str
+    tables: tuple[str, ...]
+    where: str
+    when: str
+    requested_by: str
+    requested_at: str
+    reason: str
+    approvers: tuple[ApprovalLine, ...]
+    deployments: tuple[TargetDeployment, ...]
+    outcome: str
+    outcome_detail: str
+    ok: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackHandle:
+    """How to roll back this release on one environment where it is in effect: the ``gardien_rollback``
+    DAG (behind its own approvals) with these params, or the equivalent CLI line."""
+
+    environment: str
+    deployment_id: str
+    dag_id: str
+    params: Mapping[str, Any]
+    cli: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventLine:
     seq: int
     at: str
@@ -258,6 +311,8 @@ class ReleaseReport:
     outcome: OutcomeLine
     events: tuple[EventLine, ...]
     chain: ChainStatus
+    rollback_handles: tuple[RollbackHandle, ...] = ()
+    summary: Summary | None = None  # derived from the sections above (see gardien.report.summary)
 
     @property
     def rehearsals(self) -> tuple[ValidationRun, ...]:

@@ -15,6 +15,7 @@ from gardien.validation.changerules import changeset_rule_sql, changeset_specs
 from gardien.validation.changes import ChangeSummary
 from gardien.validation.external import allow_list_notes
 from gardien.validation.introspect import SchemaFacts, read_schema_facts
+from gardien.validation.page import write_page
 from gardien.validation.probes import SmokeProbe, run_probes
 from gardien.validation.report import ExpectationResult, ValidationReport, json_safe
 from gardien.validation.runner import GxCheck, GxOutcome, run_checks
@@ -104,7 +105,6 @@ def validate_state(
             schema=catalog.schema_,
             places=facts.places,
             run_name=run_name,
-            data_docs_dir=data_docs_dir,
             statement_timeout_ms=settings.statement_timeout_ms,
         )
         results = [
@@ -122,7 +122,10 @@ def validate_state(
     finally:
         conn.close()
     docs = str(data_docs_dir / "index.html") if data_docs_dir is not None else None
-    return ValidationReport.from_results(target=target, results=results, data_docs_path=docs, notes=notes)
+    report = ValidationReport.from_results(target=target, results=results, data_docs_path=docs, notes=notes)
+    if data_docs_dir is not None:  # Gardien's own page: GX's Data Docs need CDN assets (blank offline)
+        write_page(report, data_docs_dir, title=f"Validation of {target} ({run_name.split('-')[0]})")
+    return report
 
 
 def _result(

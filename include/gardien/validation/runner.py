@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
@@ -40,9 +40,19 @@ def _gx() -> Any:
     # Importing GX costs ~5 s: only validation code paths pay it, never DAG parsing or other CLI commands.
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # Quieted before the import: importing GX alone logs ~200 INFO lines and deprecation warnings that
+    # would bury a task's own summary; GX errors still show.
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"great_expectations(\.|$)")
+    # raised by GX on our add_table_asset call, so attributed to this module
+    warnings.filterwarnings("ignore", message="`schema_name` is deprecated", category=DeprecationWarning)
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # Some GX modules set their own logger to INFO (e.g. "Created temporary directory ... for ephemeral
+    # docs site" at every run): the parent's level does not reach them.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger) and logger.level:
+            logger.setLevel(logging.ERROR)
     return gx
 
 
@@ -129,7 +139,6 @@ def run_checks(
     dsn: str,
     schema: str,
     run_name: str,
-    data_docs_dir: Path | None = None,
     statement_timeout_ms: int = 300_000,
     places: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, GxOutcome]:
@@ -138,8 +147,8 @@ def run_checks(
     ``places`` maps a catalog table name to its (schema, name in the database) when they differ from
     (``schema``, catalog name).
 
-    An ephemeral context per run keeps Data Docs to this run's results. Data Docs HTML is written to
-    ``data_docs_dir`` (``index.html``) when given. Raises EnvironmentUnavailableError when GX cannot reach
+    An ephemeral context per run; no Data Docs (their pages load assets from CDNs: Gardien writes its own
+    page, see gardien.validation.page). Raises EnvironmentUnavailableError when GX cannot reach
     the database, ConfigurationError when GX refuses an expectation's parameters.
     """
     gx = _gx()
@@ -183,26 +192,11 @@ def run_checks(
         definitions.append(
             ctx.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
         )
-    actions = []
-    if data_docs_dir is not None:
-        data_docs_dir.mkdir(parents=True, exist_ok=True)
-        ctx.add_data_docs_site(
-            site_name="release",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(data_docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["release"]))
     checkpoint = ctx.checkpoints.add(
         gx.Checkpoint(
             name=run_name,
             validation_definitions=definitions,
-            actions=actions,
+            actions=[],
             result_format={"result_format": "SUMMARY"},
         )
     )
