@@ -61,6 +61,12 @@ for spec in load_dag_specs(CONFIG):
                 description="Why (mandatory for an emergency release)",
             ),
             "emergency": Param(spec.path.emergency, type="boolean", const=spec.path.emergency),
+            "accept_blast_radius": Param(
+                "",
+                type="string",
+                description="Tables (comma-separated, or *) whose blast-radius limit this release accepts; "
+                "the requester and the reason are recorded in the ledger",
+            ),
         },
         tags=["gardien", "release", *(["emergency"] if spec.path.emergency else [])],
         doc_md=__doc__,

@@ -19,6 +19,7 @@ import psycopg2
 import psycopg2.errors
 
 from gardien import faults, journal, pg
+from gardien.audit import set_requester
 from gardien.catalog import Catalog, bind_catalog
 from gardien.changeset import Changeset
 from gardien.config import CatalogConfig
@@ -237,6 +238,7 @@ def apply_changeset(
     release_label: str | None = None,
     timeouts: Timeouts = Timeouts(),  # noqa: B008 - frozen value
     dsn: str | None = None,
+    requested_by: str | None = None,
 ) -> ApplyResult:
     """Apply ``changeset`` in the caller's transaction (the caller commits, or rolls back on error).
 
@@ -261,6 +263,7 @@ def apply_changeset(
             )
         check_shape(changeset, catalog, target=target)
         journal.ensure_schema(cur)
+        set_requester(cur, catalog=catalog, changeset=changeset, requested_by=requested_by)  # on_insert
         previous = journal.active_for_changeset(cur, changeset_id)
         if previous is not None:
             return ApplyResult(

@@ -61,14 +61,15 @@ _UNBOUNDED_BPCHAR = (
 # along domains only (what the column's values are written as); typmods follow the way PostgreSQL
 # attaches them (a domain's own, an array element's is the array's, a composite attribute's own).
 _TYPES_SQL = """
-WITH RECURSIVE walk (relname, attname, generated, typ, typmod, top, depth) AS (
-    SELECT c.relname, a.attname, a.attgenerated <> '', a.atttypid, a.atttypmod, true, 0
+WITH RECURSIVE walk (nspname, relname, attname, generated, typ, typmod, top, depth) AS (
+    SELECT n.nspname, c.relname, a.attname, a.attgenerated <> '', a.atttypid, a.atttypmod, true, 0
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN unnest(%s::text[], %s::text[]) AS m(nsp, rel) ON m.nsp = n.nspname AND m.rel = c.relname
     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)
+    WHERE c.relkind IN ('r', 'p')
   UNION ALL
-    SELECT w.relname, w.attname, w.generated, x.typ, x.typmod, w.top AND x.domain, w.depth + 1
+    SELECT w.nspname, w.relname, w.attname, w.generated, x.typ, x.typmod, w.top AND x.domain, w.depth + 1
     FROM walk w
     JOIN pg_type t ON t.oid = w.typ
     CROSS JOIN LATERAL (
@@ -82,7 +83,7 @@ WITH RECURSIVE walk (relname, attname, generated, typ, typmod, top, depth) AS (
     ) AS x (typ, typmod, domain)
     WHERE w.depth < 32
 )
-SELECT w.relname, w.attname, w.generated, tn.nspname = 'pg_catalog', t.typname, w.typmod,
+SELECT w.nspname, w.relname, w.attname, w.generated, tn.nspname = 'pg_catalog', t.typname, w.typmod,
        w.top AND t.typtype <> 'd', format_type(w.typ, NULLIF(w.typmod, -1)), format_type(w.typ, -1)
 FROM walk w
 JOIN pg_type t ON t.oid = w.typ
@@ -117,13 +118,19 @@ class ColumnTypes:
         return [seen[c] for c in columns if c in seen]
 
 
-def read_column_types(cur: Any, *, schema: str, tables: list[str]) -> ColumnTypes:
-    """The type facts of every column of ``tables`` in ``schema`` (one catalog query)."""
-    cur.execute(_TYPES_SQL, (schema, tables))
+def read_column_types(cur: Any, *, managed_at: dict[tuple[str, str], str]) -> ColumnTypes:
+    """The type facts of every column of the managed tables (one catalog query).
+
+    ``managed_at`` maps each table's (schema, name in the database) to its catalog name, the name the
+    facts are keyed by.
+    """
+    cur.execute(_TYPES_SQL, ([s for s, _ in managed_at], [r for _, r in managed_at]))
     refusals: list[Refusal] = []
     generated: set[tuple[str, str]] = set()
     write_types: dict[str, dict[str, str]] = {}
-    for table, column, is_generated, builtin, typname, typmod, base, shown, unmodified in cur.fetchall():
+    for row in cur.fetchall():
+        nsp, rel, column, is_generated, builtin, typname, typmod, base, shown, unmodified = row
+        table = managed_at[(nsp, rel)]
         if is_generated:
             generated.add((table, column))
         if base:

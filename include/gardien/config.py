@@ -17,18 +17,25 @@ from gardien.errors import ConfigurationError
 
 DEFAULT_CONFIG_PATH = Path("include/config/gardien.yaml")
 _VAR_START_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)")
-_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENT_MAX_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL would silently truncate a longer name
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_identifier(value: str) -> str:
-    # Identifiers end up in psycopg2.sql.Identifier; refusing odd spellings early gives a clearer error.
-    if not _IDENT_RE.match(value):
+def _check_identifier(value: str | None) -> str | None:
+    if value is None:  # an optional name left out
+        return None
+    # Any name PostgreSQL accepts (mixed case, spaces, reserved words, quotes): it is written exactly as the
+    # database spells it and reaches SQL only through psycopg2.sql.Identifier, which quotes it.
+    if not value or "\x00" in value:
         raise ValueError(
-            f"{value!r} is not a plain PostgreSQL identifier; use lower-case letters, digits and underscores"
+            f"{value!r} is not a PostgreSQL identifier; write the name exactly as the database has it"
+        )
+    if len(value.encode("utf-8")) > _IDENT_MAX_BYTES:
+        raise ValueError(
+            f"{value!r} is longer than PostgreSQL's {_IDENT_MAX_BYTES} bytes; the database would have truncated it"
         )
     return value
 
@@ -69,6 +76,26 @@ class SoftDeletePolicy(_Model):
     soft: SoftDelete
 
 
+class Retire(_Model):
+    """A row retired in place (OpenMRS ``retired``): it stays managed, its fields are still compared."""
+
+    column: str
+    value: Any = True
+    reason: str | None = None  # the column holding why it was retired (shown in the report and approvals)
+
+    _ident = field_validator("column", "reason")(_check_identifier)
+
+
+class RetirePolicy(_Model):
+    retire: Retire
+
+
+class OnInsertValue(_Model):
+    """A literal written into an ignored column of every row Gardien inserts (cast to the column's type)."""
+
+    value: Any
+
+
 class ScopeCondition(_Model):
     """One structured row filter on a column (never raw SQL)."""
 
@@ -85,42 +112,135 @@ class ScopeCondition(_Model):
         return self
 
 
+class ReferenceTarget(_Model):
+    """The referenced side of a logical reference: a managed table and one of its unique column sets."""
+
+    table: str
+    columns: list[str] = Field(min_length=1)
+
+    _ident = field_validator("table")(_check_identifier)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str]) -> list[str]:
+        for column in value:
+            _check_identifier(column)
+        return value
+
+
+class ExternalTable(_Model):
+    """An unmanaged table of the target holding values a reference may name (read only, never carried)."""
+
+    schema_: str = Field(default="public", alias="schema")
+    name: str
+    column: str
+
+    _ident = field_validator("schema_", "name", "column")(_check_identifier)
+
+
+class ExternalValues(_Model):
+    """Where else a referenced value may live, outside the managed scope: any one of these is enough."""
+
+    values: list[str] = []  # an allow-list
+    table: ExternalTable | None = None
+    pattern: str | None = None  # a PostgreSQL/Python regular expression the whole value must match
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern {value!r} is not a regular expression ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> ExternalValues:
+        if not self.values and self.table is None and self.pattern is None:
+            raise ValueError("give at least one of values, table, pattern")
+        return self
+
+    def allows(self, value: str) -> str | None:
+        """Which rule allows ``value`` without a database ("allow-list", "pattern"), or None."""
+        if value in self.values:
+            return "allow-list"
+        if self.pattern is not None and re.fullmatch(self.pattern, value):
+            return "pattern"
+        return None
+
+
 class LogicalReference(_Model):
     column: str
-    references: str
+    references: str | ReferenceTarget
     separator: str | None = None
+    # several target columns: the referencing value is their texts joined by this (e.g. "SOURCE:code")
+    join: str | None = None
+    external: ExternalValues | None = None
 
     _ident = field_validator("column")(_check_identifier)
 
     @field_validator("references")
     @classmethod
-    def _table_dot_column(cls, value: str) -> str:
-        parts = value.split(".")
-        if len(parts) != 2:
-            raise ValueError(f"{value!r} must be written table.column")
-        for part in parts:
-            _check_identifier(part)
+    def _table_dot_column(cls, value: str | ReferenceTarget) -> str | ReferenceTarget:
+        if isinstance(value, ReferenceTarget):
+            return value
+        # Split at the last dot: a catalog table name may itself hold dots, a referenced column may not here.
+        table, dot, column = value.rpartition(".")
+        if not dot:
+            raise ValueError(f"{value!r} must be written table.column (or {{table: ..., columns: [...]}})")
+        _check_identifier(table)
+        _check_identifier(column)
         return value
+
+    @model_validator(mode="after")
+    def _join_when_composite(self) -> LogicalReference:
+        if len(self.target_columns) > 1 and not self.join:
+            raise ValueError(
+                "a reference to several columns needs join: the text between their values (e.g. ':')"
+            )
+        if self.join is not None and self.separator is not None and self.join == self.separator:
+            raise ValueError("join and separator must differ")
+        return self
 
     @property
     def target_table(self) -> str:
-        return self.references.split(".")[0]
+        if isinstance(self.references, ReferenceTarget):
+            return self.references.table
+        return self.references.rpartition(".")[0]
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        if isinstance(self.references, ReferenceTarget):
+            return tuple(self.references.columns)
+        return (self.references.rpartition(".")[2],)
 
     @property
     def target_column(self) -> str:
-        return self.references.split(".")[1]
+        return self.target_columns[0]
+
+    @property
+    def label(self) -> str:
+        """``table.column`` or ``table.(a, b)`` for messages."""
+        cols = self.target_columns
+        return f"{self.target_table}.{cols[0] if len(cols) == 1 else '(' + ', '.join(cols) + ')'}"
 
 
 class TableConfig(_Model):
-    name: str
+    name: str  # the catalog's name for the table: changesets, suites, references and approvals use it
+    schema_: str | None = Field(default=None, alias="schema")  # default: catalog.schema
+    table: str | None = None  # the table's name in the database, when it differs from ``name``
     natural_key: list[str] = Field(min_length=1)
     ignore: list[str] = []
     scope: dict[str, ScopeCondition | str | int | float | bool | None] | None = None
-    delete: Literal["hard"] | SoftDeletePolicy = "hard"
+    delete: Literal["hard"] | SoftDeletePolicy | RetirePolicy = "hard"
     logical_references: list[LogicalReference] = []
+    # ignored (audit) columns given a value on insert: now (the apply's transaction time), requester (the
+    # release's requester) or {value: literal}
+    on_insert: dict[str, Literal["now", "requester"] | OnInsertValue] = {}
     frozen: bool = False
 
-    _name = field_validator("name")(_check_identifier)
+    _name = field_validator("name", "schema_", "table")(_check_identifier)
 
     @field_validator("natural_key", "ignore")
     @classmethod
@@ -145,11 +265,30 @@ class TableConfig(_Model):
             raise ValueError(f"natural key column(s) {overlap} cannot also be ignored")
         if isinstance(self.delete, SoftDeletePolicy) and self.delete.soft.column in self.ignore:
             raise ValueError(f"soft-delete column {self.delete.soft.column!r} cannot be ignored")
+        for column in self.on_insert:
+            _check_identifier(column)
+            if column not in self.ignore:
+                raise ValueError(
+                    f"on_insert column {column!r} must also be listed under ignore (it is never compared nor "
+                    "carried; Gardien only fills it on insert)"
+                )
+        if self.retire is not None and {self.retire.column, self.retire.reason} & set(self.ignore):
+            raise ValueError("the retire column and its reason column cannot be ignored: they are compared")
         return self
 
     @property
     def soft_delete(self) -> SoftDelete | None:
         return self.delete.soft if isinstance(self.delete, SoftDeletePolicy) else None
+
+    @property
+    def retire(self) -> Retire | None:
+        """``delete: {retire: ...}``: retired rows stay in the managed scope (not a soft delete)."""
+        return self.delete.retire if isinstance(self.delete, RetirePolicy) else None
+
+    @property
+    def relname(self) -> str:
+        """The table's name in the database."""
+        return self.table or self.name
 
 
 class CatalogConfig(_Model):
@@ -163,8 +302,19 @@ class CatalogConfig(_Model):
         names = [t.name for t in self.tables]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"table(s) {twice} listed more than once")
+            raise ValueError(
+                f"table(s) {twice} listed more than once; two tables of the same name in two schemas need "
+                "distinct catalog names: write e.g. {name: billing_item, schema: billing, table: item}"
+            )
+        places = [(self.schema_of(t), t.relname) for t in self.tables]
+        same = sorted({f"{s}.{r}" for s, r in places if places.count((s, r)) > 1})
+        if same:
+            raise ValueError(f"table(s) {same} listed more than once under different names")
         return self
+
+    def schema_of(self, table: TableConfig) -> str:
+        """The schema holding ``table``: its own ``schema`` or the catalog's."""
+        return table.schema_ or self.schema_
 
     def table(self, name: str) -> TableConfig:
         for table in self.tables:
@@ -297,9 +447,15 @@ def _loc_text(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part) in {"SoftDeletePolicy", "ScopeCondition", "str", "int", "float", "bool"} or any(
-            ch in str(part) for ch in "[-"
-        ):
+        elif str(part) in {
+            "SoftDeletePolicy",
+            "ScopeCondition",
+            "ReferenceTarget",
+            "str",
+            "int",
+            "float",
+            "bool",
+        } or any(ch in str(part) for ch in "[-"):
             continue  # pydantic union branch names say nothing to a YAML author
         else:
             out += ("." if out else "") + (

@@ -20,7 +20,10 @@ def table_order(catalog: Catalog) -> list[str]:
     Raises ConfigurationError naming the cycle when tables reference each other in a loop: Gardien
     refuses cycles rather than relying on deferrable constraints that the target may not have.
     """
-    deps = {t.name: {fk.table for fk in t.fks.values() if fk.table != t.name} for t in catalog.tables}
+    deps = {
+        t.name: {fk.table for fk in t.fks.values() if fk.table != t.name} | set(t.value_refs)
+        for t in catalog.tables
+    }
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = visiting, 2 = done
 

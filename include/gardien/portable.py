@@ -107,8 +107,8 @@ def values_text(values: dict[str, Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def qualified(table: BoundTable) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+def qualified(table: BoundTable) -> sql.Composable:
+    return sql.Identifier(table.schema, table.relname or table.name)
 
 
 def referenced_join(ref: BoundTable, alias: str, column: sql.Composable) -> sql.Composed:

@@ -9,11 +9,11 @@ from typing import Any
 
 from psycopg2 import sql
 
-from gardien.catalog import BoundTable, Catalog
+from gardien.catalog import BoundTable, Catalog, by_natural_key
 from gardien.changeset import Changeset
-from gardien.errors import SourceDataError
 from gardien.keys import KeyMap
 from gardien.portable import Key, key_text, qualified
+from gardien.refvalues import check_value_references, dangling, external_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,11 @@ def _walk(catalog: Catalog, changeset: Changeset) -> Iterator[tuple[str, Key, st
         positions = {c: i for i, c in enumerate(table.natural_key)}
         # (column, target table, separator): a foreign key has no separator, its value is the target key.
         columns = [(c, fk.table, None) for c, fk in table.fks.items()]
-        columns += [(r.column, r.target_table, r.separator or "") for r in table.logical_references]
+        columns += [
+            (r.column, r.target_table, r.separator or "")
+            for r in table.logical_references
+            if by_natural_key(catalog.table(r.target_table), r.target_columns)  # others: gardien.refvalues
+        ]
         if not columns:
             continue
         # Inserts write their values, updates the values they change (FieldChange.after).
@@ -74,8 +78,10 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
 
     A key exists afterwards if the target has it now (physically) or the changeset inserts it, and the
     changeset does not delete it. When a missing key differs from an existing one only by case or
-    whitespace, the message names that nearest key.
+    whitespace, the message names that nearest key. A logical reference's ``external`` rule allows the
+    values it names; references to other unique column sets are checked by value (gardien.refvalues).
     """
+    check_value_references(cur, catalog=catalog, changeset=changeset)
     by_table: dict[str, set[Key]] = {}
     for _, _, _, target, target_key in _walk(catalog, changeset):
         keys = by_table.get(target)
@@ -119,6 +125,7 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
         )
         or r.target_key in deleted.get(r.target_table, set())
     ]
+    missing = _not_external(cur, catalog, missing)
     if not missing:
         return
     lines = []
@@ -136,13 +143,19 @@ def check_references(cur: Any, *, catalog: Catalog, changeset: Changeset, keymap
             f"{ref.table} {key_text(ref.key)}: {ref.column} refers to {ref.target_table} "
             f"{key_text(ref.target_key)}, which will not exist in the target{hint}"
         )
-    more = f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""
-    raise SourceDataError(
-        f"{len(missing)} reference(s) to keys that will not exist in the target:\n  "
-        + "\n  ".join(lines)
-        + more
-        + "\nFix the referring rows (or add the referenced rows) in the source and capture again."
-    )
+    raise dangling("keys", lines, total=len(missing))
+
+
+def _not_external(cur: Any, catalog: Catalog, missing: list[Reference]) -> list[Reference]:
+    """``missing`` without the logical references that their ``external`` rule allows."""
+    rules = {
+        (t.name, r.column): r.external for t in catalog.tables for r in t.logical_references if r.external
+    }
+    allowed: dict[tuple[str, str], dict[str, str]] = {}
+    for (table, column), rule in rules.items():
+        values = {r.target_key[0] for r in missing if (r.table, r.column) == (table, column)}
+        allowed[(table, column)] = external_allowed(cur, rule, values) if values else {}
+    return [r for r in missing if r.target_key[0] not in allowed.get((r.table, r.column), {})]
 
 
 def _nearest(cur: Any, table: BoundTable, key: Key, inserted: set[Key]) -> Key | None:

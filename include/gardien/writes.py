@@ -11,6 +11,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from gardien.audit import on_insert_values
 from gardien.catalog import BoundTable, Catalog
 from gardien.keys import KeyMap, KeyTexts, copy_field, copy_json
 from gardien.plan import table_order
@@ -164,6 +165,10 @@ def _insert_and_update(
         if op == "R" and table.pk not in cols:
             cols.append(table.pk)
         exprs = [_ref_value(catalog, table, c, keymap) if c in table.fks else _value(table, c) for c in cols]
+        if op == "I":  # audit columns filled on insert (gardien.audit); a restored row keeps its own
+            extra = on_insert_values(table)
+            cols += list(extra)
+            exprs += list(extra.values())
         cur.execute(
             sql.SQL(
                 "INSERT INTO {t} ({cols}) {override} SELECT {exprs} FROM {gc} AS c "

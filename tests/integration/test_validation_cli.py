@@ -13,6 +13,7 @@ from test_validation_support import CONFIG, as_uri, demo_catalog, execute, scala
 from gardien import pg
 from gardien.cli.main import main
 from gardien.diff import diff
+from gardien.errors import ValidationFailedError
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +172,104 @@ def test_validate_cli_list_shows_generated_and_suites_without_running(
         == ";"
     )
     assert specs["regle_alerte_dose dose_min <= dose_max"]["suite"] == "regle_alerte_dose.yaml"
+
+
+PARAMS = "INSERT INTO parametre_global (cle, valeur) SELECT 'P' || i, 'v' FROM generate_series(1, 20) AS i"
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "said"),
+    [
+        ((), 7, "accept_blast_radius=parametre_global"),
+        (("--accept-blast-radius", "parametre_global"), 3, "needs a reason"),
+        (
+            ("--accept-blast-radius", "parametre_global", "--reason", "yearly review"),
+            0,
+            "accepted for this release",
+        ),
+    ],
+    ids=["refused-says-how-to-accept", "accepted-without-reason", "accepted-with-reason"],
+)
+def test_validate_cli_blast_radius_refusal_and_acceptance_for_one_release(
+    make_db: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: tuple[str, ...],
+    code: int,
+    said: str,
+) -> None:
+    qualif, prod = seeded(make_db("cli_q")), seeded(make_db("cli_p"))
+    for dsn in (qualif, prod):
+        execute(dsn, PARAMS)
+    execute(qualif, "UPDATE parametre_global SET valeur = 'changed' WHERE cle LIKE 'P%'")  # 20 of 22 rows
+    changeset = diff(qualif, prod, catalog_config=demo_catalog(), source_label="qualif", target_label="prod")
+    path = tmp_path / "changeset.json"
+    path.write_text(changeset.to_json(), encoding="utf-8")
+
+    got, out, err = run_cli(monkeypatch, capsys, "validate", prod, "--changeset", str(path), "--json", *extra)
+
+    assert got == code, err
+    assert said in out + err
+
+
+def test_release_accepts_blast_radius_for_itself_recorded_with_who_and_why(
+    make_db: Callable[[str], str], tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from gardien import ledger
+    from gardien.config import load_config
+    from gardien.release.gate import validate_release
+    from gardien.release.service import ReleaseService, StepContext
+
+    qualif, prod, ledger_dsn = seeded(make_db("rel_q")), seeded(make_db("rel_p")), make_db("rel_l")
+    conn = pg.connect(ledger_dsn)  # `gardien ledger migrate`, as the ledger's owner
+    try:
+        ledger.migrate(conn)
+        conn.commit()
+    finally:
+        conn.close()
+    for dsn in (qualif, prod):
+        execute(dsn, PARAMS)
+    execute(qualif, "UPDATE parametre_global SET valeur = 'changed' WHERE cle LIKE 'P%'")
+    config = load_config(CONFIG, environ={"GARDIEN_PG_DSN": pg.admin_dsn()})
+    envs = {
+        name: env.model_copy(update={"dsn": {"qualif": qualif}.get(name, prod), "database": None})
+        for name, env in config.environments.items()
+    }
+    config = config.model_copy(
+        update={
+            "environments": envs,
+            "ledger": config.ledger.model_copy(update={"dsn": ledger_dsn, "database": None}),
+            "source_path": str(CONFIG),
+        }
+    )
+    svc = ReleaseService(config, "standard", artifacts=tmp_path)
+    ctx = StepContext(actor="airflow", now=dt.datetime.now(dt.UTC))  # a past "now" marks scratches stale
+    svc.open(
+        release_id="R-blast",
+        requested_by="pharma.adjoint",
+        reason="yearly formulary review",
+        window_start=None,
+        window_end=None,
+        ctx=ctx,
+    )
+    svc.extract("R-blast", ctx=ctx)
+
+    with pytest.raises(ValidationFailedError, match="accept_blast_radius=parametre_global"):
+        validate_release(svc, "R-blast", ctx=ctx)
+    outcome = validate_release(svc, "R-blast", ctx=ctx, accept_blast_radius=("parametre_global",))
+
+    assert outcome["ok"]
+    conn = pg.connect(ledger_dsn)
+    try:
+        [accepted] = [
+            e for e in ledger.list_events(conn, release_id="R-blast") if e.kind.endswith("accepted")
+        ]
+    finally:
+        conn.close()
+    assert accepted.kind == "validation.blast_radius_accepted"
+    assert (
+        accepted.payload["accepted_by"] == "pharma.adjoint" and accepted.reason == "yearly formulary review"
+    )

@@ -171,6 +171,42 @@ def test_retired_rows_are_labelled_retired_not_deleted() -> None:
     assert "Deleted (1)" in plain and "Retired" not in plain
 
 
+def test_retire_mode_rows_are_labelled_retired_with_their_reason() -> None:
+    from gardien.config import Retire
+
+    cs = Changeset(
+        catalog_fingerprint="cf" * 32,
+        source_fingerprint=_changeset().source_fingerprint,
+        target_fingerprint=_changeset().target_fingerprint,
+        tables=(
+            TableChanges(
+                table="encounter_type",
+                updates=(
+                    Update(
+                        key=("e-2",),
+                        baseline={"retired": "false", "retire_reason": None},
+                        changes={
+                            "retired": FieldChange(before="false", after="true"),
+                            "retire_reason": FieldChange(before=None, after="merged <into> Admission"),
+                        },
+                    ),
+                    Update(
+                        key=("e-3",),
+                        baseline={"retired": "true", "retire_reason": "old"},
+                        changes={"retired": FieldChange(before="true", after="false")},
+                    ),
+                ),
+            ),
+        ),
+    )
+    hints = CatalogHints(retire={"encounter_type": Retire(column="retired", reason="retire_reason")})
+    page = render_html(_build(cs, hints=hints))
+    assert "e-2 — <strong>retired</strong> (reason: merged &lt;into&gt; Admission)" in page
+    assert "e-3 — <strong>unretired</strong><" in page
+    plain = render_html(_build(cs))
+    assert "retired</strong>" not in plain
+
+
 @pytest.mark.parametrize(
     ("before", "after", "expected"),
     [

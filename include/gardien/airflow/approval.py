@@ -46,6 +46,7 @@ class ReleaseFacts:
     requested_by: str
     emergency: bool = False
     reason: str | None = None
+    retired: tuple[str, ...] = ()  # "table key: retired (reason: ...)" for rows the changeset retires
 
 
 ReleaseFactsSource = Callable[[Context], ReleaseFacts]
@@ -399,6 +400,11 @@ def _body(
     ]
     if facts.reason:
         lines.append(f"**Reason given by the requester**: {facts.reason}")
+    if facts.retired:
+        shown = "; ".join(facts.retired[:20]) + (
+            f"; ... and {len(facts.retired) - 20} more" if len(facts.retired) > 20 else ""
+        )
+        lines.append(f"**Retired (kept, not deleted)**: {shown}")
     if review:
         lines.append(f"**Review the changes**: [{review}]({review})")
     lines.append(

@@ -183,8 +183,18 @@ def validate(path_name: str, release_id: str) -> dict[str, Any]:
     from gardien.release.gate import validate_release
 
     svc = service(path_name)
+    context = get_current_context()
+    conf = context["dag_run"].conf or {}
+    accepted = str(
+        conf.get("accept_blast_radius") or (context.get("params") or {}).get("accept_blast_radius") or ""
+    )
     try:
-        result = validate_release(svc, release_id, ctx=step_context())
+        result = validate_release(
+            svc,
+            release_id,
+            ctx=step_context(),
+            accept_blast_radius=tuple(t.strip() for t in accepted.split(",") if t.strip()),
+        )
     except ValidationFailedError as exc:
         notices.notify(svc, "validation_failed", release_id=release_id, detail=str(exc))
         raise _final(exc) from exc
@@ -197,6 +207,7 @@ def release_facts(path_name: str) -> Any:
 
     def source(context: Context) -> Any:
         from gardien.airflow.approval import ReleaseFacts
+        from gardien.retire import retirements
 
         svc = service(path_name)
         release_id = context["ti"].xcom_pull(task_ids="open_release")
@@ -214,6 +225,7 @@ def release_facts(path_name: str) -> Any:
             # DAG params carry the emergency flag (a constant of the emergency DAG) and the reason
             emergency=bool((context.get("params") or {}).get("emergency") or conf.get("emergency")),
             reason=conf.get("reason") or (context.get("params") or {}).get("reason") or None,
+            retired=tuple(r.line() for r in retirements(changeset, svc.config.catalog)),
         )
 
     return source

@@ -62,9 +62,21 @@ def build(
         False, "--json", help="Print the outcome as JSON (progress goes to stderr)."
     ),
     admin_dsn: str | None = typer.Option(None, "--admin-dsn", help=_ADMIN_HELP),
+    example: str = typer.Option(
+        "hospital",
+        "--example",
+        help="hospital (the demo hospital) or openmrs (an OpenMRS-shaped qualif and prod: PREFIXopenmrs_qualif, "
+        "PREFIXopenmrs_prod; configuration include/config/openmrs.yaml).",
+    ),
 ) -> None:
     """Create the three demo databases; a re-run with the same parameters is a quick no-op."""
     from gardien.demo.generator import build_environments
+
+    if example == "openmrs":
+        _build_openmrs(admin_dsn or pg.admin_dsn(), prefix=prefix, scale=scale, as_json=as_json)
+        return
+    if example != "hospital":
+        raise UsageError(f"--example {example!r} is not an example: use hospital or openmrs.")
 
     def progress(line: str) -> None:
         typer.echo(line, err=as_json)
@@ -98,6 +110,21 @@ def build(
     else:
         for label, count in result.change_summary().items():
             typer.echo(f"  {count:>8,}  {label}")
+
+
+def _build_openmrs(admin: str, *, prefix: str, scale: int, as_json: bool) -> None:
+    from gardien.demo.openmrs.generator import build as build_openmrs
+
+    built = build_openmrs(
+        admin, prefix=f"{prefix}openmrs_", scale=scale, progress=lambda line: typer.echo(line, err=as_json)
+    )
+    if as_json:
+        typer.echo(json.dumps({"qualif": pg.redact(built.qualif), "prod": pg.redact(built.prod)}))
+        return
+    typer.echo(
+        "\nqualif holds the pending changes; try:\n"
+        "  gardien diff qualif prod -c include/config/openmrs.yaml -o cs.json && gardien show cs.json"
+    )
 
 
 @demo_app.command("drop")

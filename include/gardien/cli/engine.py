@@ -138,6 +138,12 @@ def apply_cmd(
     statement_timeout: Annotated[
         int, typer.Option(min=1, help="Milliseconds allowed per statement.")
     ] = 600_000,
+    requested_by: Annotated[
+        str | None,
+        typer.Option(
+            "--requested-by", help="Who requested this change (fills on_insert: requester columns)."
+        ),
+    ] = None,
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     break_glass: Annotated[
@@ -194,6 +200,8 @@ def apply_cmd(
             release_id=release_id,
             release_label=label,
             timeouts=Timeouts(lock_ms=lock_timeout, statement_ms=statement_timeout),
+            # on_insert: requester: the approved release's requester, unless given
+            requested_by=requested_by or (approved.requested_by if approved is not None else None),
         )
     if recorded:
         manual.record_apply(cfg, env=env, result=result, release=approved, operator=operator)

@@ -106,7 +106,7 @@ def _release_path(config: Path, *, explicit: str | None, recorded: tuple[str, ..
 
 
 def _hints(config: Path) -> CatalogHints | None:
-    """List fields and soft-delete tables from the catalog, if the configuration can be read."""
+    """List fields, soft-delete and retire tables from the catalog, if the configuration can be read."""
     try:
         return CatalogHints.from_catalog(load_config(config).catalog)
     except ConfigurationError:

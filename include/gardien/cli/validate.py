@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +46,14 @@ def validate_cmd(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: ConfigOpt = None,
+    accept_blast_radius: Annotated[
+        str | None,
+        typer.Option(
+            "--accept-blast-radius",
+            help="With --changeset: tables (comma-separated, or *) whose blast radius is accepted for this check.",
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the blast radius is accepted.")] = None,
 ) -> None:
     """Validate TARGET's managed scope (or, with --changeset, the state TARGET would have). Exit 7 on failure."""
     from gardien import pg
@@ -63,6 +73,10 @@ def validate_cmd(
     env = resolve_environment(cfg, target)
     base_dir = Path(cfg.source_path).parent if cfg.source_path else Path.cwd()
     settings = parse_validation_settings(cfg.validation, base_dir=base_dir)
+    if accept_blast_radius:
+        tables = frozenset(t.strip() for t in accept_blast_radius.split(",") if t.strip())
+        blast = settings.blast_radius.accept(tables, by=getpass.getuser(), reason=reason or "")
+        settings = dataclasses.replace(settings, blast_radius=blast)
     if list_only:
         _list(env.dsn, catalog=cfg.catalog, settings=settings, as_json=as_json)
         return

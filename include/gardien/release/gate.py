@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from gardien.catalog import bind_catalog
 from gardien.errors import ValidationFailedError
 from gardien.fingerprint import scope_fingerprint
 from gardien.release.service import ReleaseService, StepContext
+from gardien.validation.gate import BLAST_RADIUS_HINT
 
 
 def _settings(svc: ReleaseService) -> Any:
@@ -24,13 +26,22 @@ def _summary_lines(report: Any, limit: int = 5) -> list[str]:
     lines = []
     for e in failed[:limit]:
         keys = ", ".join(str(x) for x in e.examples[:3])
-        lines.append(f"{e.table}: {e.name} ({e.unexpected_count} rows){' e.g. ' + keys if keys else ''}")
+        hint = f". {BLAST_RADIUS_HINT.format(table=e.table)}" if e.kind == "blast_radius" else ""
+        lines.append(
+            f"{e.table}: {e.name} ({e.unexpected_count} rows){' e.g. ' + keys if keys else ''}{hint}"
+        )
     lines.extend(report.errors[:limit])
     return lines
 
 
-def validate_release(svc: ReleaseService, release_id: str, *, ctx: StepContext) -> dict[str, Any]:
+def validate_release(
+    svc: ReleaseService, release_id: str, *, ctx: StepContext, accept_blast_radius: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Rehearse the changeset on a scratch copy of the final target and validate the post-state.
+
+    ``accept_blast_radius`` (tables, or "*"; the release's parameter) lifts the blast-radius limit of
+    those tables for this release only: the release's requester accepts it, its reason says why, and an
+    event ``validation.blast_radius_accepted`` records both in the ledger. Without a reason it is refused.
 
     Records the report in the ledger; raises ValidationFailedError (naming the top failures) when the
     state production would have is not consistent.
@@ -39,6 +50,22 @@ def validate_release(svc: ReleaseService, release_id: str, *, ctx: StepContext) 
     from gardien.validation.rehearsal import rehearse
 
     changeset = svc.changeset(release_id)
+    with svc.ledger() as conn:
+        rel = ledger.get_release(conn, release_id)
+    requested_by = rel.requested_by  # for on_insert: requester
+    settings = _settings(svc)
+    if accept_blast_radius:
+        blast = settings.blast_radius.accept(
+            frozenset(accept_blast_radius), by=rel.requested_by, reason=rel.reason or ""
+        )
+        settings = dataclasses.replace(settings, blast_radius=blast)
+        svc.event(
+            release_id,
+            "validation.blast_radius_accepted",
+            ctx=ctx,
+            payload={"tables": sorted(accept_blast_radius), "accepted_by": rel.requested_by},
+            reason=rel.reason,
+        )
     target = svc.path.final_targets[0]
     target_dsn = svc.dsn(target)
     docs = svc.release_dir(release_id) / "data_docs"
@@ -46,10 +73,12 @@ def validate_release(svc: ReleaseService, release_id: str, *, ctx: StepContext) 
         target_dsn,
         admin_dsn=pg.dsn_for_database(target_dsn, "postgres"),
         catalog=svc.config.catalog,
-        apply_fn=engine_apply(changeset, catalog=svc.config.catalog, applied_at=ctx.now),
+        apply_fn=engine_apply(
+            changeset, catalog=svc.config.catalog, applied_at=ctx.now, requested_by=requested_by
+        ),
         label=release_id.lower().replace("-", "_")[:20],
         now=ctx.now,
-        settings=_settings(svc),
+        settings=settings,
         summary=summary_from_changeset(changeset, catalog=svc.config.catalog),
         target_name=target,
         data_docs_dir=docs,

@@ -77,6 +77,7 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
             deployment_id=target_deployment_id,
             release_id=release_id,
             release_label=f"{svc.path.name}:{release_id}",
+            requested_by=rel.requested_by,
         )
     except ConflictError as exc:
         svc.event(

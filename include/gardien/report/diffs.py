@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gardien.changeset import Changeset, FieldChange, TableChanges
+from gardien.changeset import Changeset, FieldChange, TableChanges, Update
 from gardien.report.hints import CatalogHints, set_difference
 from gardien.report.model import ChangesetSection, FieldDiff, RowUpdate, RowValues, TableDiff
+from gardien.retire import retirement_of
 
 KINDS = ("inserts", "updates", "deletes")
 
@@ -38,21 +39,28 @@ def field_diff(table: str, column: str, change: FieldChange, hints: CatalogHints
     )
 
 
+def _update(table: str, r: Update, hints: CatalogHints) -> RowUpdate:
+    retire = hints.retire.get(table)
+    found = retirement_of(r, retire) if retire is not None else None
+    return RowUpdate(
+        key=r.key,
+        label=key_label(r.key),
+        changes={c: field_diff(table, c, ch, hints) for c, ch in sorted(r.changes.items())},
+        action=found[0] if found else "updated",
+        reason=found[1] if found else None,
+    )
+
+
 def table_diff(changes: TableChanges, *, row_limit: int, hints: CatalogHints | None = None) -> TableDiff:
-    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order)."""
+    """One table's diffs, each kind cut at ``row_limit`` rows (in the changeset's canonical order); in a
+    table with ``delete: {retire: ...}``, updates that flip the retire flag say "retired" (with the reason)
+    or "unretired"."""
     hints = hints or CatalogHints()
     inserts = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.values))
         for r in changes.inserts[:row_limit]
     )
-    updates = tuple(
-        RowUpdate(
-            key=r.key,
-            label=key_label(r.key),
-            changes={c: field_diff(changes.table, c, ch, hints) for c, ch in sorted(r.changes.items())},
-        )
-        for r in changes.updates[:row_limit]
-    )
+    updates = tuple(_update(changes.table, r, hints) for r in changes.updates[:row_limit])
     deletes = tuple(
         RowValues(key=r.key, label=key_label(r.key), values=dict(r.baseline))
         for r in changes.deletes[:row_limit]

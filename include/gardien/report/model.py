@@ -61,6 +61,8 @@ class RowUpdate:
     key: tuple[Any, ...]
     label: str
     changes: Mapping[str, FieldDiff]
+    action: str = "updated"  # or "retired" / "unretired" (a table with delete: {retire: ...})
+    reason: str | None = None  # the retire reason column's value
 
 
 @dataclass(frozen=True, slots=True)

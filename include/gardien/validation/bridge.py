@@ -28,14 +28,19 @@ def summary_from_changeset(changeset: Changeset, *, catalog: CatalogConfig) -> C
 
 
 def engine_apply(
-    changeset: Changeset, *, catalog: CatalogConfig, applied_at: datetime
+    changeset: Changeset, *, catalog: CatalogConfig, applied_at: datetime, requested_by: str | None = None
 ) -> Callable[[str], Any]:
     """``apply_fn`` for ``rehearse``: the engine's own apply, in one transaction on the scratch database."""
     from gardien.apply import deploy
 
     def apply_fn(scratch_dsn: str) -> Any:
         return deploy(
-            scratch_dsn, changeset, catalog_config=catalog, target="rehearsal", applied_at=applied_at
+            scratch_dsn,
+            changeset,
+            catalog_config=catalog,
+            target="rehearsal",
+            applied_at=applied_at,
+            requested_by=requested_by,
         )
 
     return apply_fn

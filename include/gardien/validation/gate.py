@@ -13,6 +13,7 @@ from gardien.config import CatalogConfig
 from gardien.errors import ConfigurationError
 from gardien.validation.changerules import changeset_rule_sql, changeset_specs
 from gardien.validation.changes import ChangeSummary
+from gardien.validation.external import allow_list_notes
 from gardien.validation.introspect import SchemaFacts, read_schema_facts
 from gardien.validation.page import write_page
 from gardien.validation.probes import SmokeProbe, run_probes
@@ -22,6 +23,12 @@ from gardien.validation.settings import ValidationSettings
 from gardien.validation.sqlbuild import BATCH_MARKER, failing_rows_sql, render_for_gx
 from gardien.validation.suites import ExpectationSpec, check_specs, generate_specs, load_suite_files
 
+BLAST_RADIUS_HINT = (
+    "To accept it for this release only: trigger the release with the parameter accept_blast_radius={table} "
+    "(or *) and a reason; who and why are recorded in the ledger (gardien validate --accept-blast-radius "
+    "{table} --reason ... for a manual check). To change the limit for good: "
+    "validation.blast_radius.tables.{table}"
+)
 NATIVE_KINDS = {"not_null", "unique", "in_set", "between", "match_regex", "a_greater_than_b"}
 CHANGESET_KINDS = {"frozen_table", "blast_radius", "referenced_deletion"}
 
@@ -33,7 +40,8 @@ def collect_specs(
 
     Raises ConfigurationError naming the suite and the missing table or column.
     """
-    facts = read_schema_facts(conn, schema=catalog.schema_, tables=[t.name for t in catalog.tables])
+    places = {t.name: (catalog.schema_of(t), t.relname) for t in catalog.tables}
+    facts = read_schema_facts(conn, schema=catalog.schema_, places=places)
     specs = generate_specs(catalog, facts)
     if settings.suites_dir is not None:
         specs += load_suite_files(settings.suites_dir)
@@ -95,6 +103,7 @@ def validate_state(
             checks,
             dsn=dsn,
             schema=catalog.schema_,
+            places=facts.places,
             run_name=run_name,
             statement_timeout_ms=settings.statement_timeout_ms,
         )
@@ -105,6 +114,11 @@ def validate_state(
         results += run_probes(
             conn, probes, examples=settings.examples, statement_timeout_ms=settings.statement_timeout_ms
         )
+        try:
+            notes = [*notes, *allow_list_notes(conn, catalog=catalog, facts=facts)]
+        except psycopg2.Error as exc:
+            conn.rollback()
+            notes = [*notes, f"allow-list references could not be listed: {str(exc).strip().splitlines()[0]}"]
     finally:
         conn.close()
     docs = str(data_docs_dir / "index.html") if data_docs_dir is not None else None
@@ -140,7 +154,7 @@ def _result(
         )
     if outcome.success:
         return ExpectationResult(**base, passed=True, unexpected_count=0, examples=(), message="ok")
-    table = sql.Identifier(facts.schema, spec.table)
+    table = facts.ident(spec.table)
     query = _rows_sql(spec, catalog=catalog, facts=facts, source=table)
     examples: tuple[dict[str, Any], ...] = ()
     try:
@@ -159,12 +173,13 @@ def _result(
         )
     count = outcome.unexpected_count or len(examples)
     shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in e.items()) for e in examples[:3])
+    hint = f". {BLAST_RADIUS_HINT.format(table=spec.table)}" if spec.kind == "blast_radius" else ""
     return ExpectationResult(
         **base,
         passed=False,
         unexpected_count=count,
         examples=examples,
-        message=f"{count} unexpected row(s)" + (f", e.g. {shown}" if shown else ""),
+        message=f"{count} unexpected row(s)" + (f", e.g. {shown}" if shown else "") + hint,
     )
 
 

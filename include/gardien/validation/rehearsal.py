@@ -162,27 +162,34 @@ def copy_managed_scope(source_dsn: str, scratch_dsn: str, *, catalog: CatalogCon
     Whole tables are copied (not only catalog scopes): the post-state must be consistent as a whole.
     Returns notes on what was left out.
     """
-    schema = catalog.schema_
-    names = [t.name for t in catalog.tables]
+    places = {t.name: (catalog.schema_of(t), t.relname) for t in catalog.tables}
+    # Unmanaged tables that logical references look values up in: copied too (read only), so the rehearsed
+    # state's checks see them as the target's do.
+    for table in catalog.tables:
+        for ref in table.logical_references:
+            ext = ref.external.table if ref.external else None
+            if ext is not None and (ext.schema_, ext.name) not in places.values():
+                places[f"external {ext.schema_}.{ext.name}"] = (ext.schema_, ext.name)
     src = pg.connect(source_dsn, application_name="gardien-rehearsal-read")
     dst = pg.connect(scratch_dsn, application_name="gardien-rehearsal-write")
     try:
         src.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
-        defs, notes = read_table_defs(src, schema=schema, tables=names)
+        defs, notes = read_table_defs(src, places=places)
         with dst.cursor() as cur:
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            for schema in dict.fromkeys(s for s, _ in places.values()):
+                cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             for table in defs:
-                cur.execute(create_table_sql(schema, table))
+                cur.execute(create_table_sql(table))
         for table in defs:
-            _stream_table(src, dst, schema=schema, table=table)
+            _stream_table(src, dst, table=table)
         with dst.cursor() as cur:
-            for statement in after_copy_sql(schema, defs):
+            for statement in after_copy_sql(defs):
                 cur.execute(statement)
             for table in defs:
-                _set_identities(cur, schema=schema, table=table)
+                _set_identities(cur, table=table)
                 # Freshly loaded tables have no statistics: without them the validation queries get
                 # nested-loop plans that cost more than the ANALYZE itself at benchmark scale.
-                cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table.name)))
+                cur.execute(sql.SQL("ANALYZE {}").format(table.ident))
         dst.commit()
         src.rollback()
         return notes
@@ -191,8 +198,8 @@ def copy_managed_scope(source_dsn: str, scratch_dsn: str, *, catalog: CatalogCon
         dst.close()
 
 
-def _set_identities(cur: Any, *, schema: str, table: TableDef) -> None:
-    ident = sql.Identifier(schema, table.name)
+def _set_identities(cur: Any, *, table: TableDef) -> None:
+    ident = table.ident
     for column in identity_columns(table):
         # Past max(id), so rows the changeset inserts get fresh ids as they would in the target.
         cur.execute(
@@ -203,10 +210,10 @@ def _set_identities(cur: Any, *, schema: str, table: TableDef) -> None:
         )
 
 
-def _stream_table(src: Any, dst: Any, *, schema: str, table: TableDef) -> None:
+def _stream_table(src: Any, dst: Any, *, table: TableDef) -> None:
     """COPY TO STDOUT on the source piped into COPY FROM STDIN on the scratch: rows never pile up in memory."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.copied_columns)
-    ident = sql.Identifier(schema, table.name)
+    ident = table.ident
     out_sql = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(ident, columns).as_string(src)
     in_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(ident, columns).as_string(dst)
     read_fd, write_fd = os.pipe()

@@ -140,8 +140,12 @@ def run_checks(
     schema: str,
     run_name: str,
     statement_timeout_ms: int = 300_000,
+    places: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, GxOutcome]:
     """Run ``checks`` (one GX suite per table) in one checkpoint; return outcomes by expectation name.
+
+    ``places`` maps a catalog table name to its (schema, name in the database) when they differ from
+    (``schema``, catalog name).
 
     An ephemeral context per run; no Data Docs (their pages load assets from CDNs: Gardien writes its own
     page, see gardien.validation.page). Raises EnvironmentUnavailableError when GX cannot reach
@@ -149,6 +153,7 @@ def run_checks(
     """
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from sqlalchemy import quoted_name
 
     # GX builds Data Docs file names from these names: keep them to safe characters (a target may be a URI).
     run_name = _UNSAFE_RE.sub("_", run_name).strip("_") or "gardien"
@@ -169,7 +174,11 @@ def run_checks(
         by_table.setdefault(check.spec.table, []).append(check)
     definitions = []
     for table, table_checks in by_table.items():
-        asset = source.add_table_asset(name=table, table_name=table, schema_name=schema)
+        nsp, rel = (places or {}).get(table, (schema, table))
+        # quoted_name(quote=True): GX would otherwise lower-case the names SQLAlchemy then leaves unquoted.
+        asset = source.add_table_asset(
+            name=table, table_name=quoted_name(rel, quote=True), schema_name=quoted_name(nsp, quote=True)
+        )
         batch = asset.add_batch_definition_whole_table(f"{table}-whole")
         suite = ctx.suites.add(gx.ExpectationSuite(name=table))
         for check in table_checks:

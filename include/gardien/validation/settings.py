@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +24,21 @@ class BlastRadius:
     default: float = 0.10
     min_changes: int = 5
     tables: dict[str, float] = field(default_factory=dict)
+    # accepted for one release (tables, or "*"), with who and why: not checked, named in the report's notes
+    accepted: frozenset[str] = frozenset()
+    accepted_by: str = ""
+    accepted_reason: str = ""
+
+    def accept(self, tables: frozenset[str], *, by: str, reason: str) -> BlastRadius:
+        """This limit with ``tables`` accepted for one release; a ConfigurationError without a reason."""
+        if not reason.strip():
+            raise ConfigurationError(
+                "accepting a blast radius needs a reason (recorded in the ledger with who accepted it)."
+            )
+        return dataclasses.replace(self, accepted=tables, accepted_by=by, accepted_reason=reason.strip())
+
+    def is_accepted(self, table: str) -> bool:
+        return table in self.accepted or "*" in self.accepted
 
     def limit_for(self, table: str) -> float:
         return self.tables.get(table, self.default)

@@ -8,6 +8,7 @@ from psycopg2 import sql
 
 from gardien.config import CatalogConfig
 from gardien.errors import ConfigurationError
+from gardien.refvalues import joined_sql
 from gardien.validation.introspect import SchemaFacts
 from gardien.validation.suites import ExpectationSpec
 
@@ -54,7 +55,7 @@ class KeySql:
                 label = key_label(column)
                 joins.append(
                     sql.SQL(" LEFT JOIN {} AS {} ON {} = {}").format(
-                        sql.Identifier(facts.schema, fk.ref_table),
+                        facts.ident(fk.ref_table),
                         sql.Identifier(alias),
                         col(alias, fk.ref_columns[0]),
                         col("t", column),
@@ -108,7 +109,7 @@ def failing_rows_sql(
     ``source`` is the qualified table for direct execution, or ``sql.SQL(BATCH_MARKER)`` for GX.
     """
     keys = KeySql(catalog=catalog, facts=facts, table=spec.table)
-    table = sql.Identifier(facts.schema, spec.table)
+    table = facts.ident(spec.table)
     p = spec.params
     if spec.kind == "not_null":
         return rows_query(keys=keys, source=source, where=sql.SQL("{} IS NULL").format(col("t", spec.column)))
@@ -176,9 +177,7 @@ def _foreign_key(
     )
     # MATCH SIMPLE, as PostgreSQL enforces it: a row with any NULL in the key references nothing.
     present = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(col("t", c)) for c in spec.columns)
-    joins = sql.SQL(" LEFT JOIN {} AS r ON {}").format(
-        sql.Identifier(facts.schema, spec.params["ref_table"]), on
-    )
+    joins = sql.SQL(" LEFT JOIN {} AS r ON {}").format(facts.ident(spec.params["ref_table"]), on)
     where = sql.SQL("{} AND {} IS NULL").format(present, col("r", ref_cols[0]))
     extra = [
         sql.SQL("{} AS {}").format(col("t", c), sql.Identifier(c))
@@ -191,18 +190,40 @@ def _foreign_key(
 def _logical_reference(
     spec: ExpectationSpec, *, keys: KeySql, facts: SchemaFacts, source: sql.Composable
 ) -> sql.Composed:
-    ref = sql.Identifier(facts.schema, spec.params["ref_table"])
-    ref_col = _text(col("r", spec.params["ref_column"]))
+    ref = facts.ident(spec.params["ref_table"])
+    columns = spec.params.get("ref_columns", [spec.params["ref_column"]])
+    ref_col = joined_sql([_text(col("r", c)) for c in columns], spec.params.get("join"))
     value, joins = reference_values(spec.column, spec.params.get("separator"))
     # Exact match: a value differing only by case or surrounding spaces does not resolve; the nearest
     # such value is shown beside it so the fix is obvious.
     missing = sql.SQL("NOT EXISTS (SELECT 1 FROM {} AS r WHERE {} = {})").format(ref, ref_col, value)
+    external = spec.params.get("external")
+    if external:
+        missing = sql.SQL("{} AND NOT {}").format(missing, external_sql(external, value))
     near = sql.SQL(
         "(SELECT min({}) FROM {} AS r WHERE lower(btrim({})) = lower(btrim({}))) AS near_miss"
     ).format(ref_col, ref, ref_col, value)
     extra = [sql.SQL("{} AS {}").format(value, sql.Identifier(spec.column)), near]
     where = sql.SQL("{} IS NOT NULL AND {} <> '' AND {}").format(value, value, missing)
     return rows_query(keys=keys, source=source, extra=extra, joins=joins, where=where)
+
+
+def external_sql(external: dict[str, Any], value: sql.Composable) -> sql.Composed:
+    """``value`` is allowed outside the managed scope: in the allow-list, matching the pattern, or present in
+    the unmanaged table (of the validated database)."""
+    ors: list[sql.Composable] = [
+        sql.SQL("{} = ANY({}::text[])").format(value, sql.Literal(external["values"]))
+    ]
+    if external.get("pattern") is not None:
+        ors.append(sql.SQL("{} ~ {}").format(value, sql.Literal("^(?:" + external["pattern"] + ")$")))
+    table = external.get("table")
+    if table:
+        ors.append(
+            sql.SQL("EXISTS (SELECT 1 FROM {} AS x WHERE x.{}::text = {})").format(
+                sql.Identifier(table["schema"], table["name"]), sql.Identifier(table["column"]), value
+            )
+        )
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(ors))
 
 
 def reference_values(column: str, separator: str | None) -> tuple[sql.Composable, sql.Composable]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gardien.config import CatalogConfig
+from gardien.config import CatalogConfig, LogicalReference
 from gardien.errors import ConfigurationError
 from gardien.validation.introspect import SchemaFacts
 
@@ -90,7 +90,7 @@ def generate_specs(catalog: CatalogConfig, facts: SchemaFacts) -> list[Expectati
         for ref in table.logical_references:
             specs.append(
                 ExpectationSpec(
-                    name=f"{table.name}.{ref.column} → {ref.references} resolves exactly (logical reference)",
+                    name=f"{table.name}.{ref.column} → {ref.label} resolves exactly (logical reference)",
                     table=table.name,
                     kind="logical_reference",
                     suite=GENERATED,
@@ -99,10 +99,21 @@ def generate_specs(catalog: CatalogConfig, facts: SchemaFacts) -> list[Expectati
                         "ref_table": ref.target_table,
                         "ref_column": ref.target_column,
                         "separator": ref.separator,
+                        **_composite_and_external(ref),
                     },
                 )
             )
     return specs
+
+
+def _composite_and_external(ref: LogicalReference) -> dict[str, Any]:
+    """Only what a reference declares beyond one column, so plain references keep their parameters."""
+    extra: dict[str, Any] = {}
+    if len(ref.target_columns) > 1:
+        extra.update(ref_columns=list(ref.target_columns), join=ref.join)
+    if ref.external is not None:
+        extra["external"] = ref.external.model_dump(mode="json", by_alias=True)
+    return extra
 
 
 def load_suite_files(directory: Path) -> list[ExpectationSpec]:
@@ -232,7 +243,7 @@ def check_specs(specs: list[ExpectationSpec], *, catalog: CatalogConfig, facts: 
                     f"{where}: referenced table {ref_table!r} is not a managed table of this database."
                 )
                 continue
-            wanted.append((ref_table, spec.params["ref_column"]))
+            wanted += [(ref_table, c) for c in spec.params.get("ref_columns", [spec.params["ref_column"]])]
         for table, column in wanted:
             if column not in facts.columns.get(table, ()):
                 problems.append(
