@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,7 @@ def main() -> int:
     builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(ROOT / "include")}
     kinds = ("apply", "rollback", "apply_cpu", "rollback_cpu")
     runs: dict[str, dict[str, list[float]]] = {b: {k: [] for k in kinds} for b in builds}
+    phases: dict[str, dict[str, list[float]]] = {b: {} for b in builds}  # wall s per logged phase
     try:
         dsns = build(admin, prefix=prefix, rows=args.rows, changes=measure_changes(args.rows))
         changeset = diff(dsns["qualif"], dsns["prod"], catalog_config=catalog)
@@ -79,6 +82,9 @@ def main() -> int:
                     assert result["package"].startswith(src), (result["package"], src)
                     for kind in kinds:
                         runs[name][kind].append(result[f"{kind}_s"])
+                    for line in result.get("phases", []):
+                        if (phase := _phase(line)) is not None:
+                            phases[name].setdefault(phase[0], []).append(phase[1])
                     if not result["proven"]:
                         raise RuntimeError(f"{name}: rollback not proven")
     finally:
@@ -96,12 +102,21 @@ def main() -> int:
                 "load_average": os.getloadavg(),
                 "figures": figures,
                 "this_over_baseline": ratio,
+                "phases_wall_median_s": {
+                    b: {p: round(statistics.median(v), 3) for p, v in ph.items()} for b, ph in phases.items()
+                },
                 "at": time.strftime("%Y-%m-%d %H:%M:%S"),
             },
             indent=2,
         )
     )
     return 0
+
+
+def _phase(line: str) -> tuple[str, float] | None:
+    """("apply: writes", 0.62) from a gardien.timing line ("apply 1a2b… to bench: writes 0.620 s")."""
+    match = re.match(r"(apply|rollback) .*?: (.+) ([0-9.]+) s$", line)
+    return (f"{match[1]}: {match[2]}", float(match[3])) if match else None
 
 
 def measure_changes(rows: int) -> tuple[int, int, int]:

@@ -7,7 +7,9 @@ On a loaded machine wall time mostly measures the queue for the CPUs; CPU second
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import sys
 import time
@@ -54,6 +56,11 @@ def main() -> int:
     from gardien.rollback import rollback
 
     catalog = load_config(config).catalog
+    phases = io.StringIO()  # gardien.timing's DEBUG lines (apply.Phases): where each run's time goes
+    handler = logging.StreamHandler(phases)
+    timing = logging.getLogger("gardien.timing")
+    timing.setLevel(logging.DEBUG)
+    timing.addHandler(handler)
     changeset = Changeset.from_json(open(path, encoding="utf-8").read())
     at = datetime.fromisoformat(when)
     out = {}
@@ -75,7 +82,15 @@ def main() -> int:
         out[f"{what}_cpu_s"] = time.process_time() - cpu + server_cpu[0]
     import gardien
 
-    json.dump({**out, "proven": undone.proven, "package": gardien.__file__}, sys.stdout)
+    json.dump(
+        {
+            **out,
+            "proven": undone.proven,
+            "package": gardien.__file__,
+            "phases": phases.getvalue().splitlines(),
+        },
+        sys.stdout,
+    )
     return 0
 
 
