@@ -89,9 +89,10 @@ for spec in load_dag_specs(CONFIG):
                 release_facts=rel.release_facts(path),
                 notifiers=[ApprovalRequestedNotifier(path_name=path)],
                 earlier_seats=[other for other in seat_ids if other != slot.task_id],
-                # Decisions fail with AirflowFailException (never retried); one retry covers Airflow 3.3.2's
-                # race when an answer lands while the task is still pausing into awaiting_input.
-                retries=1,
+                # Decisions fail with AirflowFailException (never retried); retries only replay a try Airflow
+                # 3.3.2 lost to its pause race (the operator enforces at least MIN_SEAT_RETRIES), and each
+                # resumes from the answer already given.
+                retries=3,
                 retry_delay=timedelta(seconds=5),
             )
             for slot in spec.slots
