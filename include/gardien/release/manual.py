@@ -26,6 +26,7 @@ from gardien.release.reconcile import (
     ROLLBACK_INTENT,
     ROLLED_BACK_OUTSIDE_RELEASE,
 )
+from gardien.release.stages import record_applied
 
 log = logging.getLogger(__name__)
 BREAK_GLASS = "break_glass.used"
@@ -116,33 +117,16 @@ def record_apply(
         if result.deployment_id and apply_recorded(conn, env.name, result.deployment_id):
             return  # a reconciler recorded it meanwhile (or it was already applied and recorded)
         if release is not None and env.name in release.path and result.status == "applied":
-            record = ledger.record_deployment(
+            record_applied(
                 conn,
                 release_id=release.id,
                 environment=env.name,
                 changeset_id=result.changeset_id,
-                status="applied",
+                result=result,
                 actor=operator.actor,
                 at=operator.now,
-                target_deployment_id=result.deployment_id,
-                fingerprints={
-                    "before": result.fingerprint_before,
-                    "after": result.fingerprint_after,
-                    "matches_source": result.matches_source,
-                    "apply_status": result.status,
-                    **operator.payload(),
-                },
+                extra=operator.payload(),
             )
-            for table, entries in result.crosswalk.items():
-                if entries:
-                    ledger.record_crosswalk(
-                        conn,
-                        deployment_id=record.id,
-                        table=table,
-                        entries=entries,
-                        actor=operator.actor,
-                        at=operator.now,
-                    )
             return
         ledger.append_event(
             conn,

@@ -110,39 +110,67 @@ def deploy(svc: ReleaseService, release_id: str, environment: str, *, ctx: StepC
             done = _last_deployment(conn, release_id, environment)
             if done is not None and done.target_deployment_id == result.deployment_id:
                 return _recorded_summary(done, environment)
-        record = ledger.record_deployment(
+        record = record_applied(
             conn,
             release_id=release_id,
             environment=environment,
             changeset_id=changeset.id,
-            status="applied",
+            result=result,
             actor=ctx.actor,
             at=ctx.now,
-            target_deployment_id=result.deployment_id,
-            fingerprints={
-                "before": result.fingerprint_before,
-                "after": result.fingerprint_after,
-                "matches_source": result.matches_source,
-                "apply_status": result.status,
-            },
             airflow=ctx.airflow,
         )
-        for table, entries in result.crosswalk.items():
-            if entries:
-                ledger.record_crosswalk(
-                    conn,
-                    deployment_id=record.id,
-                    table=table,
-                    entries=entries,
-                    actor=ctx.actor,
-                    at=ctx.now,
-                    airflow=ctx.airflow,
-                )
     out = result.to_dict()
     out.pop("crosswalk", None)
     out["ledger_deployment_id"] = record.id
     svc.write_json(release_id, f"deployment-{environment}.json", result.to_dict())
     return out
+
+
+def record_applied(
+    conn: Any,
+    *,
+    release_id: str,
+    environment: str,
+    changeset_id: str,
+    result: Any,
+    actor: str,
+    at: Any,
+    airflow: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> ledger.DeploymentRecord:
+    """Record an applied deployment (``result``: the engine's ApplyResult) and its id crosswalk, in the
+    caller's transaction; ``extra`` joins the recorded fingerprints (e.g. who applied it from the CLI)."""
+    record = ledger.record_deployment(
+        conn,
+        release_id=release_id,
+        environment=environment,
+        changeset_id=changeset_id,
+        status="applied",
+        actor=actor,
+        at=at,
+        target_deployment_id=result.deployment_id,
+        fingerprints={
+            "before": result.fingerprint_before,
+            "after": result.fingerprint_after,
+            "matches_source": result.matches_source,
+            "apply_status": result.status,
+            **(extra or {}),
+        },
+        airflow=airflow,
+    )
+    for table, entries in result.crosswalk.items():
+        if entries:
+            ledger.record_crosswalk(
+                conn,
+                deployment_id=record.id,
+                table=table,
+                entries=entries,
+                actor=actor,
+                at=at,
+                airflow=airflow,
+            )
+    return record
 
 
 def _recorded_summary(done: ledger.DeploymentRecord, environment: str) -> dict[str, Any]:
