@@ -9,6 +9,9 @@ import pytest
 from pydantic import BaseModel
 
 from gardien import config
+from gardien.calendar import config as calendar_config
+from gardien.notify import settings as notify_settings
+from gardien.policy import config as policy_config
 from gardien.validation import settings, suites
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
@@ -27,6 +30,17 @@ MODELS = [
     config.Retire,
     config.RetirePolicy,
     config.OnInsertValue,
+    calendar_config.CalendarConfig,
+    calendar_config.RecurringWindowConfig,
+    calendar_config.OneOffWindowConfig,
+    calendar_config.FreezeConfig,
+    calendar_config.PublicHolidaysConfig,
+    policy_config.ApprovalPolicyConfig,
+    policy_config.StageRuleConfig,
+    policy_config.RoutingRuleConfig,
+    policy_config.EmergencyRuleConfig,
+    notify_settings.NotificationSettings,
+    notify_settings.SlackSettings,
 ]
 
 
@@ -49,6 +63,7 @@ def _documented(key: str) -> bool:
         | set(suites.HAND_KINDS)
         | set(suites._ENTRY_KEYS)
         | {"table", "expectations", "description"}
+        | {"name", "sql"}  # smoke_probes entries (gardien.validation.probes)
     ),
 )
 def test_configuration_doc_names_every_key(key: str) -> None:
