@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _thread
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -128,6 +130,11 @@ class AutoApprover(threading.Thread):
                 time.sleep(0.3)
         except BaseException as exc:  # noqa: BLE001 - re-raised by stop()
             self.error = exc
+            # Nobody answers any more: without this the run under test would wait for its approval deadline
+            # (hours) and the suite would hang. SIGALRM is pytest-timeout's: it fails the current test now (a
+            # KeyboardInterrupt would end the whole session), and stop() then raises this error; outside a
+            # test the signal has no Python handler and this does nothing.
+            _thread.interrupt_main(signal.SIGALRM)
 
     def stop(self) -> None:
         self._stop_event.set()
