@@ -15,6 +15,7 @@ from typing import Any
 from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
+from gardien.errors import ConfigurationError
 from gardien.portable import Key, qualified, referenced_join
 
 
@@ -111,9 +112,14 @@ class Whole:
             "AND k.confrelid = c.oid AND a.attnum = ANY(k.conkey)) "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (table.schema, table.name),
+            (table.schema, table.relname or table.name),
         )
         rows = cur.fetchall()
+        if not rows:  # never an empty select list: name the table the database does not have
+            raise ConfigurationError(
+                f"{table.name}: table {table.schema}.{table.relname or table.name} has no columns in this "
+                "database (dropped or renamed?); check the catalog's schema/table for it."
+            )
         self.table = table
         self.names: tuple[str, ...] = tuple(r[0] for r in rows)
         self.types: dict[str, str] = {r[0]: r[1] for r in rows}

@@ -367,7 +367,11 @@ def _form(changeset_id: str) -> ParamsDict:
     """The approver's form: the changeset they approve (pre-filled) and their own, empty, reason."""
     form = {
         "changeset_id": Param(changeset_id, type="string", description="Changeset hash you are approving"),
-        "reason": Param("", type="string", description="Your comment (mandatory when rejecting)"),
+        # Optional (null allowed): a typed field is required by Airflow's form, and an approver must be able to
+        # approve without a comment (the Approve button stays disabled while a required field is empty).
+        "reason": Param(
+            None, type=["null", "string"], description="Your comment (optional; mandatory when rejecting)"
+        ),
     }
     return ParamsDict(form)
 
