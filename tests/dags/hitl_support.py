@@ -109,6 +109,10 @@ class AutoApprover(threading.Thread):
                     self.max_pending = waiting
                 self.run_ids |= {d["task_instance"]["dag_run_id"] for d in pending}
                 for detail in pending:
+                    # A seat withdrawn (skipped) in an earlier run keeps an unanswered request: only a task
+                    # waiting now can take an answer (answering stale ones would use up the approvers).
+                    if detail["task_instance"].get("state") not in (None, "awaiting_input"):
+                        continue
                     if not settled(detail):
                         continue
                     choice = self.decide(detail)
