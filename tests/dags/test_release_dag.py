@@ -443,7 +443,7 @@ def test_emergency_release_outside_windows_needs_reason_and_stronger_policy(
     assert "parametreur" not in approvers
 
 
-def test_release_bake_probe_catches_a_direct_prod_edit_and_rolls_back(
+def test_release_bake_probe_catches_a_direct_prod_edit_and_the_rollback_keeps_it(
     release_setup: Callable[..., Setup], login: Callable
 ) -> None:
     import threading
@@ -485,16 +485,28 @@ def test_release_bake_probe_catches_a_direct_prod_edit_and_rolls_back(
     assert dr.state == "failed"
     assert states["stage_prod.verify_prod"] == "success"
     assert states["bake_prod"] == "failed"
-    assert states["rollback"] == "success"
+    # The colleague's later edit overlaps the deployment's own change (same row, same field): rolling back
+    # would silently overwrite it, so prod's rollback is refused with nothing written and the release says
+    # the deployment is STILL IN EFFECT there, naming the edit. Preprod (not edited) is rolled back with proof.
+    assert states["rollback"] == "failed"
     h = history(setup)
     failed = [e for e in h.events if e.kind == "bake.failed"]
     assert failed and failed[0].subject == "prod" and "edited prod directly" in (failed[0].reason or "")
-    assert h.rollbacks and all(r.proven for r in h.rollbacks)
+    refused = [e for e in h.events if e.kind == "deployment.rollback_refused"]
+    assert len(refused) == 1 and refused[0].payload["environment"] == "prod"
+    assert refused[0].payload["still_deployed"] is True
+    edits = refused[0].payload["later_edits"]
+    assert any(
+        e.get("table") == "regle_alerte_dose" and e.get("field") == "dose_max" for e in edits
+    ), edits
     assert {d.environment: d.status for d in h.deployments} == {
         "preprod": "rolled_back",
-        "prod": "rolled_back",
+        "prod": "rollback_refused",
     }
-    assert h.release.status == "rolled_back"
-    assert scalar(setup.dsns["prod"], DOSE) == "20.000"  # before-image restored, the direct edit undone too
-    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"
+    assert h.release.status == "failed"
+    closed = [e for e in h.events if e.kind == "release.closed"]
+    assert closed and closed[0].payload["outcome"] == "rollback_refused"
+    assert "STILL IN EFFECT" in closed[0].payload["detail"]
+    assert scalar(setup.dsns["prod"], DOSE) == "12.000"  # the direct edit is not lost
+    assert scalar(setup.dsns["preprod"], DOSE) == "20.000"  # before-image restored where nobody edited
     assert time.monotonic() - started < 300  # failed at the first probe after the edit, not after 2 minutes
