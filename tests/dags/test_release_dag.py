@@ -496,9 +496,7 @@ def test_release_bake_probe_catches_a_direct_prod_edit_and_the_rollback_keeps_it
     assert len(refused) == 1 and refused[0].payload["environment"] == "prod"
     assert refused[0].payload["still_deployed"] is True
     edits = refused[0].payload["later_edits"]
-    assert any(
-        e.get("table") == "regle_alerte_dose" and e.get("field") == "dose_max" for e in edits
-    ), edits
+    assert any(e.get("table") == "regle_alerte_dose" and e.get("field") == "dose_max" for e in edits), edits
     assert {d.environment: d.status for d in h.deployments} == {
         "preprod": "rolled_back",
         "prod": "rollback_refused",
