@@ -414,4 +414,10 @@ def _body(
     lines.append(
         "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
     )
+    # Airflow 3.3 has no way to withdraw a Required Action: once the task is skipped its request stays listed.
+    lines.append(
+        "If the release ends before this seat is answered (another seat rejected it, or it failed), this request "
+        "is withdrawn and no answer is needed: Airflow keeps listing it under Required Actions, as “No Response "
+        "Received”, and the release page marks it withdrawn."
+    )
     return "\n\n".join(lines)
