@@ -161,3 +161,34 @@ def test_an_answer_to_a_seat_withdrawn_by_a_rejection_is_listed_as_not_counted(l
     assert (m.approver, m.problem, m.counts_as_problem) == ("chef.projet", "not_counted", False)
     assert "withdrawn" in m.describe()
     conn.close()
+
+
+def test_an_approve_the_seat_refused_is_not_recorded_as_a_rejection_and_is_listed_as_not_counted(
+    ledger_dsn: str,
+) -> None:
+    # The person chose Approve; the seat refused it (four-eyes: they had answered another seat). The release
+    # ends, the refusal is an event (``refused``), and no "rejected" decision is written in their name.
+    conn = pg.connect(ledger_dsn)
+    cid = _release(conn)
+    _answer(conn, "R-1", cid, seat=0, who="chef.projet", option="Approve", task="approve_cab_1")
+    _approve(conn, "R-1", cid, seat=0, who="chef.projet")
+    _answer(conn, "R-1", cid, seat=1, who="chef.projet", option="Approve", task="approve_cab_2")
+    ledger.append_event(
+        conn,
+        kind="approval.rejected",
+        actor="airflow",
+        at=T0,
+        release_id="R-1",
+        payload={
+            "by": "chef.projet",
+            "seat": 1,
+            "refused": True,
+            "reason": "approval refused: chef.projet already approved another seat",
+        },
+    )
+    conn.commit()
+
+    [m] = ledger.approval_mismatches(conn)
+    assert (m.approver, m.problem, m.counts_as_problem) == ("chef.projet", "not_counted", False)
+    assert "the seat refused it" in m.describe() and "already approved another seat" in m.describe()
+    conn.close()

@@ -4,7 +4,9 @@
 answered, recorded when Airflow accepted it (ADR 0011). Each approval with a seat must have the answer it came
 from — same release, changeset, approver and seat, and the same decision (Approve → approved, Reject →
 rejected) — and each answer must have become an approval, unless a seat ended the release (``approval.rejected``):
-then the other seats were withdrawn and an answer given to one of them is listed as not counted, not a fault.
+then the other seats were withdrawn and an answer given to one of them is listed as not counted, not a fault;
+an Approve the seat itself refused (stale changeset, four-eyes: ``refused`` in the event) is listed the same
+way, with the refusal, since no decision is recorded in that person's name.
 Approvals without a seat (recorded before seats were recorded, or outside a release DAG) are not checked.
 """
 
@@ -99,16 +101,23 @@ def approval_mismatches(
             for seq, rid, cs, actor, seat, chosen in cur.fetchall()
         ]
         cur.execute(
-            "SELECT DISTINCT release_id FROM ledger.events WHERE kind = 'approval.rejected' "
-            "AND (%(rid)s::text IS NULL OR release_id = %(rid)s)",
+            "SELECT release_id, payload ->> 'by', (payload ->> 'seat')::int, payload ->> 'reason', "
+            "coalesce((payload ->> 'refused')::boolean, false) FROM ledger.events "
+            "WHERE kind = 'approval.rejected' AND (%(rid)s::text IS NULL OR release_id = %(rid)s)",
             {"rid": release_id},
         )
-        ended = {row[0] for row in cur.fetchall()}
-    return compare(approvals, given, ended_by_a_seat=ended)
+        rejections = cur.fetchall()
+    ended = {row[0] for row in rejections}
+    refusals = {(rid, by, seat): reason for rid, by, seat, reason, refused in rejections if refused}
+    return compare(approvals, given, ended_by_a_seat=ended, refusals=refusals)
 
 
 def compare(
-    approvals: list[_Approval], given: list[_Answer], *, ended_by_a_seat: set[str]
+    approvals: list[_Approval],
+    given: list[_Answer],
+    *,
+    ended_by_a_seat: set[str],
+    refusals: dict[tuple[str, str | None, int | None], str | None] | None = None,
 ) -> tuple[ApprovalMismatch, ...]:
     out: list[ApprovalMismatch] = []
     used: set[int] = set()
@@ -165,7 +174,20 @@ def compare(
         if g.seq in used or (g.release_id, g.changeset_id, g.approver, g.seat) in counted:
             continue
         seat = f"seat {(g.seat or 0) + 1}"
-        if g.release_id in ended_by_a_seat:
+        refusal_key = (g.release_id, g.approver, g.seat)
+        if refusals and refusal_key in refusals and g.decision == "approved":
+            out.append(
+                ApprovalMismatch(
+                    g.release_id,
+                    g.approver,
+                    "not_counted",
+                    f"answered Approve at {seat}, not counted: the seat refused it and the release ended "
+                    f"({refusals[refusal_key] or 'reason not recorded'})",
+                    None,
+                    g.seq,
+                )
+            )
+        elif g.release_id in ended_by_a_seat:
             out.append(
                 ApprovalMismatch(
                     g.release_id,
