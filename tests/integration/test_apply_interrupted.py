@@ -78,13 +78,8 @@ def _all(dsn: str, statement: str, params=None):
 
 
 def _one(dsn: str, statement: str, params=None):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchone()
-    finally:
-        conn.close()
+    rows = _all(dsn, statement, params)
+    return rows[0] if rows else None
 
 
 @pytest.fixture
