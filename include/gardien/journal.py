@@ -54,11 +54,14 @@ _COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class BeforeImage:
-    """A touched row as it was just before the deployment; ``values`` None means it did not exist.
+    """A touched row as it was just before the deployment.
 
-    ``values`` are its managed values in portable form; ``row`` the whole row as stored (every column as
-    text, gardien.touched.Whole) and ``after`` the whole row the deployment left (None: none, or a journal
-    written before whole rows were kept, see ``Deployment.whole``).
+    ``row`` is the whole row as stored (every column as text, gardien.touched.Whole; None: it did not exist)
+    and ``after`` the whole row the deployment left (None: none). ``values`` are its managed values in
+    portable form, read only from deployments journaled before whole rows were kept (``Deployment.whole``
+    false: ``row`` and ``after`` are then None, and ``values`` None means the row did not exist). For a
+    whole-row deployment ``values`` is None: the whole row is its before-image (journal ``FORMAT`` 3 no
+    longer writes the portable values; format 2 wrote them too, and they are not read).
     """
 
     key: Key
@@ -69,6 +72,11 @@ class BeforeImage:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": list(self.key), "id": self.id, "values": self.values}
+
+    @property
+    def existed(self) -> bool:
+        """Whether the row existed before the deployment (whichever form the journal kept)."""
+        return self.row is not None or self.values is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,16 @@ def ensure_schema(cur: Any) -> None:
     cur.execute(_DDL)
     cur.execute(_AFTER_IMAGES)
 
+
+# What each before-image entry of a deployment row holds, by journal format (no column says it: the
+# entries themselves do, and every format stays readable):
+#   1. {key, id, values}                 portable before-images only (no after_images)
+#   2. {key, id, values, row} + after    whole rows added (issue 13), portable values kept beside them
+#   3. {key, id, row} + after            whole rows only: ``values`` held the same fields a second time
+#                                        (foreign keys as natural keys instead of ids); nothing reads them
+#                                        for a whole-row rollback, which restores and compares rows
+# An entry of format 3 has no "values" member at all (format 1 and 2 always have one, null or not).
+FORMAT = 3
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # built once
 
@@ -141,12 +159,7 @@ def record(
             _dumps(
                 {
                     t: [
-                        {
-                            "key": i.key if type(i.key) is tuple else list(i.key),
-                            "id": i.id,
-                            "values": i.values,
-                            "row": i.row,
-                        }
+                        {"key": i.key if type(i.key) is tuple else list(i.key), "id": i.id, "row": i.row}
                         for i in imgs
                     ]
                     for t, imgs in before_images.items()
@@ -220,8 +233,8 @@ def _row(row: tuple[Any, ...]) -> Deployment:
                     freeze(i["key"]),
                     i["id"],
                     None
-                    if i["values"] is None
-                    else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
+                    if afters is not None or (values := i.get("values")) is None
+                    else {c: freeze(v) if type(v) is list else v for c, v in values.items()},
                     i.get("row"),
                     _after_row(i.get("row"), after),
                 )

@@ -354,15 +354,51 @@ def test_a_journal_written_before_whole_rows_were_kept_still_rolls_back(pair):
     deployed = _apply(target, _capture(source, target))
     execute(target, "ALTER TABLE gardien.deployment DROP COLUMN after_images")
     execute(
-        target,
-        "UPDATE gardien.deployment SET before_images = (SELECT jsonb_object_agg(t, "
-        "(SELECT jsonb_agg(i - 'row') FROM jsonb_array_elements(v) AS i)) FROM jsonb_each(before_images) AS e(t, v))",
+        target, _AS_FORMAT.format(entry="(i - 'row') || jsonb_build_object('values', " + _PARAM_VALUES + ")")
     )
     result = _rollback(target, deployed.deployment_id)
     assert (result.status, result.proven) == ("rolled_back", True)
     assert physical(target) == original
     assert _apply(target, _capture(source, target), at=LATER).status == "applied"
     assert query(target, "SELECT count(*) FROM gardien.deployment WHERE after_images IS NOT NULL")[0][0] == 1
+
+
+# Rewrites the before-images of every journaled deployment, entry by entry (``i``), into an older format.
+_AS_FORMAT = (
+    "UPDATE gardien.deployment SET before_images = (SELECT jsonb_object_agg(t, (SELECT jsonb_agg({entry}) "
+    "FROM jsonb_array_elements(v) AS i)) FROM jsonb_each(before_images) AS e(t, v))"
+)
+# The portable values of a param row, as journal formats 1 and 2 held them, from its whole row: its value
+# columns as text (param has no foreign key, so no natural key stands for an id).
+_PARAM_VALUES = "CASE WHEN i->'row' = 'null' THEN 'null'::jsonb ELSE (i->'row') - 'id' - 'cle' END"
+
+
+def test_a_journal_written_with_portable_values_beside_whole_rows_still_rolls_back(pair):
+    """Journal format 2 (the first whole-row journal: portable values kept beside each whole row) is
+    still read and rolled back from its whole rows, with the later-edit check."""
+    source, target = pair
+    load(target, BASE_STATE)
+    original = physical(target)
+    load(source, _with_param(BASE_STATE, "P2", "z", ""))
+    deployed = _apply(target, _capture(source, target))
+    assert (
+        query(
+            target,
+            "SELECT count(*) FROM gardien.deployment, jsonb_each(before_images) AS e(t, v), "
+            "jsonb_array_elements(v) AS i WHERE i ? 'values'",
+        )[0][0]
+        == 0
+    )  # format 3: whole rows only
+    execute(target, _AS_FORMAT.format(entry="i || jsonb_build_object('values', " + _PARAM_VALUES + ")"))
+    execute(target, "UPDATE param SET unit_codes = 'U1' WHERE cle = 'P2'")  # a later edit
+    with pytest.raises(
+        RollbackError, match=r'param \["P2"\] unit_codes: after the deployment \'\', now \'U1\''
+    ):
+        _rollback(target, deployed.deployment_id)
+    execute(target, "UPDATE param SET unit_codes = '' WHERE cle = 'P2'")
+    result = _rollback(target, deployed.deployment_id)
+    assert (result.status, result.proven) == ("rolled_back", True)
+    assert physical(target) == original
 
 
 def test_a_row_lock_not_obtained_in_time_is_named_for_apply_and_rollback_and_nothing_changes(pair):
