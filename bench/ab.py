@@ -40,6 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline-src", required=True, help="the other build's include/ directory")
+    parser.add_argument(
+        "--this-src",
+        default=str(ROOT / "include"),
+        help="this build's include/ directory (default: this checkout's)",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--config", default=str(ROOT / "include" / "config" / "gardien.yaml"))
@@ -58,7 +63,7 @@ def main() -> int:
     catalog = load_config(args.config).catalog
     prefix = args.prefix
     copy = f"{prefix}apply"
-    builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(ROOT / "include")}
+    builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(Path(args.this_src).resolve())}
     kinds = ("apply", "rollback", "apply_cpu", "rollback_cpu")
     runs: dict[str, dict[str, list[float]]] = {b: {k: [] for k in kinds} for b in builds}
     phases: dict[str, dict[str, list[float]]] = {b: {} for b in builds}  # wall s per logged phase
