@@ -283,15 +283,8 @@ def apply_changeset(
         phase("read and lock touched rows")
         scan = None
         if dsn is not None:
-            scanned = [t.table for t in changeset.tables if t.count]
             scan = _start_scan(
-                cur,
-                catalog,
-                scanned,
-                dsn=dsn,
-                timeouts=timeouts,
-                # The touched rows as locked: their fingerprints before the writes, from the same scan.
-                ids={name: [r[0] for r in current.get(name, {}).values()] for name in scanned},
+                cur, catalog, [t.table for t in changeset.tables if t.count], dsn=dsn, timeouts=timeouts
             )
         try:
             return _apply(
@@ -315,15 +308,13 @@ def apply_changeset(
 
 
 def _start_scan(
-    cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts, ids: dict[str, list[Any]]
+    cur: Any, catalog: Catalog, tables: list[str], *, dsn: str, timeouts: Timeouts
 ) -> SnapshotFingerprints | None:
-    """Full-scope fingerprints computed on other connections sharing this transaction's snapshot, and
-    those of the touched rows (``ids``, gardien.fingerprint.SnapshotFingerprints ``subsets``).
+    """Full-scope fingerprints computed on other connections sharing this transaction's snapshot.
 
     Exported after the touched rows are locked and before any write: the readers see the scope exactly as
     this apply found it, the rows it replaces included (a concurrent edit committed before the lock is in
-    both the snapshot and the before-images), and the touched rows as this transaction locked them (no
-    other can change them before it ends).
+    both the snapshot and the before-images).
     """
     cur.execute("SELECT pg_export_snapshot()")
     return SnapshotFingerprints.start(
@@ -340,7 +331,6 @@ def _start_scan(
             "max_parallel_workers_per_gather": "0",
             "jit": "off",
         },
-        subsets=ids,
     )
 
 
@@ -370,12 +360,7 @@ def _apply(
     if scan is None:
         before, local_before = scope_fingerprints(cur, catalog, touched)
     ids_before = {name: [r[0] for r in current.get(name, {}).values()] for name in touched}
-    # The touched rows' fingerprints before the writes: from the full-scope scan where it covers them
-    # (the same rows hashed the same way, no second read), else read here.
-    covered = scan.covers if scan is not None else frozenset()
-    touched_before, local_touched_before = touched_fingerprints(
-        cur, catalog=catalog, ids={n: i for n, i in ids_before.items() if n not in covered}
-    )
+    touched_before, local_touched_before = touched_fingerprints(cur, catalog=catalog, ids=ids_before)
     phase("fingerprints of touched rows before")
     writes = {
         name: TableWrites(
@@ -400,7 +385,6 @@ def _apply(
     if scan is not None:
         try:
             portable, local = scan.result()
-            sub_portable, sub_local = scan.subsets()
         except psycopg2.Error as exc:
             raise DeploymentError(
                 f"apply on {target}: the second connection reading the full-scope fingerprints (application "
@@ -408,8 +392,6 @@ def _apply(
                 "back, nothing was applied. Retry."
             ) from None
         before, local_before = portable.restricted(touched), local.restricted(touched)
-        touched_before = _joined(touched_before, sub_portable.restricted(touched))
-        local_touched_before = _joined(local_touched_before, sub_local.restricted(touched))
         phase("waiting for the full-scope fingerprints")
     after = before.shifted(touched_after, touched_before)
     local_after = local_before.shifted(local_touched_after, local_touched_before)
@@ -474,11 +456,6 @@ def _apply(
         fingerprint_after=after.digest,
         matches_source=after == changeset.source_fingerprint.restricted(touched),
     )
-
-
-def _joined(one: ScopeFingerprint, other: ScopeFingerprint) -> ScopeFingerprint:
-    """The fingerprints of two disjoint sets of tables as one."""
-    return ScopeFingerprint(tables=one.tables + other.tables)
 
 
 def _with_local(portable: ScopeFingerprint, local: ScopeFingerprint) -> dict[str, Any]:

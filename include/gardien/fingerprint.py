@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from gardien.catalog import BoundTable, Catalog
 from gardien.portable import SESSION_SETTINGS, RowSql, qualified
-from gardien.rowhash import INTEGER_IDS, RowHasher, column_sql, exact_sum, halves
+from gardien.rowhash import RowHasher, column_sql, exact_sum, halves
 
 # Each row's portable form is hashed (gardien.rowhash: two 64-bit halves per row) and the halves are
 # summed over the table: an additive multiset hash, independent of row order and physical layout.
@@ -252,40 +252,20 @@ def scope_fingerprints(
     cur: Any, catalog: Catalog, tables: Iterable[str]
 ) -> tuple[ScopeFingerprint, ScopeFingerprint]:
     """Portable and local fingerprints of the named tables, in catalog order, from one scan per table."""
-    portable, local, _, _ = _scan(cur, catalog, tables, {})
-    return portable, local
-
-
-def _scan(
-    cur: Any, catalog: Catalog, tables: Iterable[str], subsets: dict[str, np.ndarray]
-) -> tuple[ScopeFingerprint, ScopeFingerprint, ScopeFingerprint, ScopeFingerprint]:
-    """``scope_fingerprints``, and from the same scan the portable and local fingerprints of the rows of
-    each table of ``subsets`` whose integer primary key is in it: what ``touched_fingerprints`` returns for
-    those ids (the same live, in-scope rows hashed the same way), without reading them again."""
     wanted = set(tables)
     hasher = RowHasher(cur, catalog)
-    portable, local, sub_portable, sub_local = [], [], [], []
+    portable, local = [], []
     for table in catalog.tables:
-        if table.name not in wanted:
-            continue
-        name, ids = table.name, subsets.get(table.name)
-        whole, part = [], []
-        for batch in hasher.stream(cur.connection, table, local=True, pk=ids is not None):
-            whole.append((sums(name, batch.row), sums(name, batch.local)))
-            if ids is not None:
-                mask = np.isin(batch.pk, ids)
-                part.append((sums(name, batch.row[mask]), sums(name, batch.local[mask])))
-        portable.append(_add(name, [p for p, _ in whole]))
-        local.append(_add(name, [q for _, q in whole]))
-        if ids is not None:
-            sub_portable.append(_add(name, [p for p, _ in part]))
-            sub_local.append(_add(name, [q for _, q in part]))
-    return (
-        ScopeFingerprint(tables=tuple(portable)),
-        ScopeFingerprint(tables=tuple(local)),
-        ScopeFingerprint(tables=tuple(sub_portable)),
-        ScopeFingerprint(tables=tuple(sub_local)),
-    )
+        if table.name in wanted:
+            parts = list(_both(hasher.stream(cur.connection, table, local=True), table.name))
+            portable.append(_add(table.name, [p for p, _ in parts]))
+            local.append(_add(table.name, [q for _, q in parts]))
+    return ScopeFingerprint(tables=tuple(portable)), ScopeFingerprint(tables=tuple(local))
+
+
+def _both(batches: Iterable[Any], name: str) -> Iterator[tuple[TableFingerprint, TableFingerprint]]:
+    for batch in batches:
+        yield sums(name, batch.row), sums(name, batch.local)
 
 
 def _add(name: str, parts: list[TableFingerprint]) -> TableFingerprint:
@@ -314,39 +294,19 @@ class SnapshotFingerprints:
     closes the connection.
     """
 
-    def __init__(
-        self, conn: Any, catalog: Catalog, tables: list[str], subsets: dict[str, list[int]] | None = None
-    ) -> None:
+    def __init__(self, conn: Any, catalog: Catalog, tables: list[str]) -> None:
         self._catalog = catalog
         self._tables = tables
         self._conn = conn
-        # Tables whose rows with these integer ids are also fingerprinted apart (``subsets``).
-        self._subsets = {
-            name: np.array(ids, dtype=np.int64)
-            for name, ids in (subsets or {}).items()
-            if name in tables
-            and catalog.table(name).pk_type in INTEGER_IDS
-            and all(type(i) is int for i in ids)
-        }
         self._result: Any = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     @classmethod
     def start(
-        cls,
-        connect: Any,
-        snapshot: str,
-        catalog: Catalog,
-        tables: list[str],
-        settings: dict[str, str],
-        subsets: dict[str, list[int]] | None = None,
+        cls, connect: Any, snapshot: str, catalog: Catalog, tables: list[str], settings: dict[str, str]
     ) -> SnapshotFingerprints | None:
-        """Open a reader on ``snapshot`` with ``settings`` (set_config, transaction-local) and start it.
-
-        ``subsets`` (table → primary keys) asks, besides, for the fingerprints of those rows as the snapshot
-        has them (``subsets()``), taken from the same scan; only integer keys of tables being scanned are
-        taken (``covers``), the caller reads the others itself."""
+        """Open a reader on ``snapshot`` with ``settings`` (set_config, transaction-local) and start it."""
         conn = None
         try:
             conn = connect()
@@ -360,31 +320,17 @@ class SnapshotFingerprints:
             if conn is not None:
                 conn.close()
             return None
-        return cls(conn, catalog, tables, subsets)
+        return cls(conn, catalog, tables)
 
     def _run(self) -> None:
         try:
             with self._conn.cursor() as cur:
-                self._result = _scan(cur, self._catalog, self._tables, self._subsets)
+                self._result = scope_fingerprints(cur, self._catalog, self._tables)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
             self._result = exc
 
-    @property
-    def covers(self) -> frozenset[str]:
-        """The tables of ``subsets`` whose rows ``subsets()`` will fingerprint."""
-        return frozenset(self._subsets)
-
     def result(self) -> tuple[ScopeFingerprint, ScopeFingerprint]:
         """(portable, local) fingerprints of the tables, once the reader is done."""
-        portable, local, _, _ = self._done()
-        return portable, local
-
-    def subsets(self) -> tuple[ScopeFingerprint, ScopeFingerprint]:
-        """(portable, local) fingerprints of the rows of ``subsets`` (the tables ``covers``), once done."""
-        _, _, portable, local = self._done()
-        return portable, local
-
-    def _done(self) -> tuple[ScopeFingerprint, ScopeFingerprint, ScopeFingerprint, ScopeFingerprint]:
         self._thread.join()
         self.close()
         if isinstance(self._result, BaseException):

@@ -61,7 +61,7 @@ _CHUNK = 1 << 20
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no header extension
 _TRAILER = b"\xff\xff"
 
-_INTEGER_IDS = INTEGER_IDS = ("smallint", "integer", "bigint")  # ids hashed as themselves
+_INTEGER_IDS = ("smallint", "integer", "bigint")
 _NATIVE_TYPES = re.compile(
     r"^(smallint|integer|bigint|boolean|date|uuid|numeric\(\d+,\d+\)"
     r"|timestamp(\(\d\))? with(out)? time zone)$"

@@ -13,7 +13,6 @@ from gardien.catalog import bind_catalog
 from gardien.config import parse_config
 from gardien.errors import ChangesetError
 from gardien.fingerprint import (
-    SnapshotFingerprints,
     local_scope_fingerprint,
     scope_fingerprint,
     scope_fingerprints,
@@ -197,38 +196,6 @@ def test_touched_rows_add_up_to_the_full_table_whatever_the_ids(pair):
         assert alone == together == by_ids
         locals_.append(alone[1])
     assert locals_[0] != locals_[1]  # the local fingerprint sees the ids, which differ
-
-
-def test_the_snapshot_scan_fingerprints_the_touched_rows_as_reading_them_by_id_does(pair):
-    """An apply takes the touched rows' fingerprints before its writes from the full-scope scan on another
-    connection (gardien.apply): for the integer ids it is given, that scan must give exactly what
-    touched_fingerprints gives, and leave the tables with other ids (here uuids) to the caller."""
-    for dsn in pair:
-
-        def work(cur: Any, catalog: Any, dsn: str = dsn) -> list[Any]:
-            cur.execute("SELECT array_agg(id ORDER BY id) FROM article")
-            articles = cur.fetchone()[0][::2] + [10**12]  # every other row, and an id no row has
-            cur.execute("SELECT array_agg(id ORDER BY id) FROM service")
-            services = cur.fetchone()[0][:1]
-            cur.execute("SELECT array_agg(id::text) FROM famille")
-            ids = {"famille": cur.fetchone()[0], "service": services, "article": articles}
-            tables = ["famille", "service", "article"]
-            cur.execute("SELECT pg_export_snapshot()")
-            scan = SnapshotFingerprints.start(
-                lambda: pg.connect(dsn), cur.fetchone()[0], catalog, tables, settings={}, subsets=ids
-            )
-            assert scan is not None
-            assert scan.covers == {"service", "article"}
-            full, touched = scan.result(), scan.subsets()
-            expected = touched_fingerprints(
-                cur, catalog=catalog, ids={n: ids[n] for n in ("service", "article")}
-            )
-            assert touched[0].table("article").rows == len(articles) - 1
-            return [full, scope_fingerprints(cur, catalog, tables), touched, expected]
-
-        full, expected_full, touched, expected = _with(dsn, work)
-        assert full == expected_full
-        assert touched == expected
 
 
 def test_streamed_in_tiny_batches_gives_the_same_fingerprint(pair):
