@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, detail = run(args.keep)
         code = 0
-    except (CheckFailed, compose_images.ImageError, GardienError) as exc:
+    except (CheckFailed, compose_images.ImageError, GardienError, OSError, subprocess.TimeoutExpired) as exc:
         result, detail, code = "FAILED", str(exc).splitlines()[0][:300], 1
         print(f"\ncompose-check: FAILED: {exc}", file=sys.stderr)
     wall = time.monotonic() - STARTED
