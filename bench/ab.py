@@ -1,6 +1,6 @@
 """Apply and rollback of the same changeset by two builds of Gardien, interleaved in one run (A/B).
 
-    python bench/ab.py --baseline-src PATH/TO/OTHER/include [--rows 1000000] [--repeat 3]
+    python bench/ab.py --baseline-src PATH/TO/OTHER/include [--rows 1000000] [--repeat 3] [--prefix P --keep]
 
 Builds the demo hospital once (prefix ``gardien_ab_``), captures the changeset with this build, then for
 each repetition and each build: a fresh copy of prod, CHECKPOINT, apply then rollback in a fresh process
@@ -40,14 +40,30 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline-src", required=True, help="the other build's include/ directory")
+    parser.add_argument(
+        "--this-src",
+        default=str(ROOT / "include"),
+        help="this build's include/ directory (default: this checkout's)",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--config", default=str(ROOT / "include" / "config" / "gardien.yaml"))
+    parser.add_argument(
+        "--prefix",
+        default=f"gardien_ab_{os.getpid()}_",
+        help="database name prefix (default: unique to this run, so runs beside other jobs never share one)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo databases (a later run with the same --prefix reuses them)",
+    )
     args = parser.parse_args()
     admin = pg.admin_dsn()
     catalog = load_config(args.config).catalog
-    prefix, copy = "gardien_ab_", "gardien_ab_apply"
-    builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(ROOT / "include")}
+    prefix = args.prefix
+    copy = f"{prefix}apply"
+    builds = {"baseline": str(Path(args.baseline_src).resolve()), "this": str(Path(args.this_src).resolve())}
     kinds = ("apply", "rollback", "apply_cpu", "rollback_cpu")
     runs: dict[str, dict[str, list[float]]] = {b: {k: [] for k in kinds} for b in builds}
     phases: dict[str, dict[str, list[float]]] = {b: {} for b in builds}  # wall s per logged phase
@@ -89,7 +105,8 @@ def main() -> int:
                         raise RuntimeError(f"{name}: rollback not proven")
     finally:
         pg.drop_database(admin, copy)
-        drop_environments(admin, prefix=prefix)
+        if not args.keep:
+            drop_environments(admin, prefix=prefix)
     figures = {b: {k: measure.summary(v) for k, v in r.items()} for b, r in runs.items()}
     ratio = {
         k: round(figures["this"][k]["median"] / figures["baseline"][k]["median"], 3)

@@ -77,8 +77,9 @@ for spec in load_dag_specs(CONFIG):
         )
         validated = task(task_id="validate", retries=0)(rel.validate)(path, opened)
 
-        # One approval task per role (approve_pharmaciens, approve_cab_1, ...), all waiting at once; a role
-        # this release does not need passes at run time. One person fills one seat: each seat checks the others.
+        # One approval task per role (approve_pharmaciens, approve_cab_1, ...); a role this release does not need
+        # passes at run time. One person fills one seat: each seat checks the others, and seats a same person could
+        # fill (the quorum seats) are asked one after the other, each offered only to who has not answered yet.
         seat_ids = [slot.task_id for slot in spec.slots]
         seats = [
             RoleApprovalOperator(
@@ -97,6 +98,10 @@ for spec in load_dag_specs(CONFIG):
             )
             for slot in spec.slots
         ]
+        by_id = {seat.task_id: seat for seat in seats}
+        for seat in seats:
+            for earlier in spec.seat_after.get(seat.task_id, ()):
+                by_id[earlier] >> seat
         approved = task(task_id="record_approvals")(rel.record_approvals)(path, opened, seat_ids)
         # As soon as one seat refuses (or fails), the seats still waiting are withdrawn so the run can end.
         withdrawn = task(task_id="withdraw_approvals", trigger_rule=TriggerRule.ONE_FAILED, retries=0)(

@@ -409,7 +409,7 @@ def _apply(
             BeforeImage(
                 k,
                 None if row is None else row[0],
-                None if row is None else row[1],
+                None,  # journaled as the whole row only (gardien.journal.FORMAT)
                 None if row is None else row[2],
                 None if (i := ids.get(k)) is None else after_rows.get(str(i)),
             )

@@ -54,11 +54,14 @@ _COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class BeforeImage:
-    """A touched row as it was just before the deployment; ``values`` None means it did not exist.
+    """A touched row as it was just before the deployment.
 
-    ``values`` are its managed values in portable form; ``row`` the whole row as stored (every column as
-    text, gardien.touched.Whole) and ``after`` the whole row the deployment left (None: none, or a journal
-    written before whole rows were kept, see ``Deployment.whole``).
+    ``row`` is the whole row as stored (every column as text, gardien.touched.Whole; None: it did not exist)
+    and ``after`` the whole row the deployment left (None: none). ``values`` are its managed values in
+    portable form, read only from deployments journaled before whole rows were kept (``Deployment.whole``
+    false: ``row`` and ``after`` are then None, and ``values`` None means the row did not exist). For a
+    whole-row deployment ``values`` is None: the whole row is its before-image (journal ``FORMAT`` 3 no
+    longer writes the portable values; format 2 wrote them too, and they are not read).
     """
 
     key: Key
@@ -69,6 +72,11 @@ class BeforeImage:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": list(self.key), "id": self.id, "values": self.values}
+
+    @property
+    def existed(self) -> bool:
+        """Whether the row existed before the deployment (whichever form the journal kept)."""
+        return self.row is not None or self.values is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,21 @@ def ensure_schema(cur: Any) -> None:
     cur.execute(_AFTER_IMAGES)
 
 
+# The forms of the before-images (and after-images) of a deployment row, by journal format. No column says
+# which: the JSON itself does, and every format stays readable.
+#   1. before_images {table: [{key, id, values}]}, no after_images: portable before-images only.
+#   2. before_images {table: [{key, id, values, row}]}, after_images {table: [entry]} (issue 13): whole rows
+#      added, the portable values kept beside them (the same fields a second time, foreign keys as natural
+#      keys instead of ids; a whole-row rollback never reads them).
+#   3. before_images {table: {"columns": [...], "images": [[key, id, row values in that column order] or
+#      [key, null, null]]}}, after_images {table: [entry]}: whole rows only, each as a JSON array (the column
+#      names once per table instead of once per row: half the text, and PostgreSQL parses arrays into jsonb
+#      in a third of the time it takes for objects).
+# An after_images entry (formats 2 and 3) is null (no row after), the whole row when there was none
+# before (format 2: an object; format 3: an array in the before-images' column order), else the columns
+# whose text differs from the row before (an object), see ``_after_entry``.
+FORMAT = 3
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # built once
 
 
@@ -136,23 +159,15 @@ def record(
             applied_at,
             release_id,
             release_label,
-            # BeforeImage.to_dict and [list(key), id], without copying the keys: the encoder renders a tuple
-            # exactly as the list of its items.
+            # Keys are not copied: the encoder renders a tuple exactly as the list of its items.
+            _dumps({t: _compact(imgs) for t, imgs in before_images.items()}),
             _dumps(
                 {
-                    t: [
-                        {
-                            "key": i.key if type(i.key) is tuple else list(i.key),
-                            "id": i.id,
-                            "values": i.values,
-                            "row": i.row,
-                        }
-                        for i in imgs
-                    ]
+                    t: [_after_entry(i, columns) for i in imgs]
                     for t, imgs in before_images.items()
+                    for columns in (_columns_of(imgs),)
                 }
             ),
-            _dumps({t: [_after_entry(i) for i in imgs] for t, imgs in before_images.items()}),
             _dumps(
                 {
                     t: [[k if type(k) is tuple else list(k), v] for k, v in rows]
@@ -167,24 +182,87 @@ def record(
     )
 
 
-def _after_entry(image: BeforeImage) -> dict[str, Any] | None:
-    """How ``image.after`` is journaled: None (no row after), the whole row when there was none before,
-    else only the columns whose text differs from the row before (what the deployment and its triggers
-    changed): a few fields instead of a second copy of every row."""
+def _columns_of(images: list[BeforeImage]) -> list[str]:
+    """The columns of the whole rows of one table's images (every row of a table has the same ones: they
+    are read by one gardien.touched.Whole each, under locks that keep the table's definition as it is)."""
+    for image in images:
+        for row in (image.row, image.after):
+            if row is not None:
+                return list(row)
+    return []
+
+
+def _compact(images: list[BeforeImage]) -> dict[str, Any]:
+    """One table's before-images in journal format 3 (see ``FORMAT``)."""
+    columns = _columns_of(images)
+    out = []
+    for i in images:
+        row = i.row
+        if row is not None and list(row) != columns:
+            raise ValueError(f"before-image of {i.key!r} has columns {list(row)}, not {columns}")
+        out.append(
+            [
+                i.key if type(i.key) is tuple else list(i.key),
+                i.id,
+                None if row is None else list(row.values()),
+            ]
+        )
+    return {"columns": columns, "images": out}
+
+
+def _after_entry(image: BeforeImage, columns: list[str]) -> dict[str, Any] | list[Any] | None:
+    """How ``image.after`` is journaled: None (no row after), the whole row as an array in ``columns``'
+    order when there was none before, else only the columns whose text differs from the row before (what
+    the deployment and its triggers changed): a few fields instead of a second copy of every row."""
     after, before = image.after, image.row
-    if after is None or before is None:
-        return after
+    if after is None:
+        return None
+    if before is None:
+        if list(after) != columns:
+            raise ValueError(f"after-image of {image.key!r} has columns {list(after)}, not {columns}")
+        return list(after.values())
     return {c: v for c, v in after.items() if before.get(c, _MISSING) != v}
 
 
 _MISSING = object()
 
 
-def _after_row(before: dict[str, Any] | None, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+def _after_row(
+    before: dict[str, Any] | None, entry: dict[str, Any] | list[Any] | None, columns: list[str] | None
+) -> dict[str, Any] | None:
     """The whole row after the deployment from its journal entry (see ``_after_entry``)."""
-    if entry is None or before is None:
+    if entry is None:
+        return None
+    if type(entry) is list:
+        return dict(zip(columns or (), entry, strict=True))
+    if before is None:  # format 2: the whole row as an object
         return entry
     return {**before, **entry}
+
+
+def _images(table: Any, afters: list[Any] | None) -> list[BeforeImage]:
+    """One table's before-images (and after-images) as journaled, in any format (``FORMAT``)."""
+    if type(table) is dict:  # format 3
+        columns = table["columns"]
+        return [
+            BeforeImage(freeze(k), i, None, row, _after_row(row, after, columns))
+            for (k, i, values), after in zip(
+                table["images"], afters or [None] * len(table["images"]), strict=True
+            )
+            for row in (None if values is None else dict(zip(columns, values, strict=True)),)
+        ]
+    return [
+        BeforeImage(
+            freeze(i["key"]),
+            i["id"],
+            None
+            if afters is not None or (values := i.get("values")) is None
+            else {c: freeze(v) if type(v) is list else v for c, v in values.items()},
+            i.get("row"),
+            _after_row(i.get("row"), after, None),
+        )
+        for i, after in zip(table, afters or [None] * len(table), strict=True)
+    ]
 
 
 def _row(row: tuple[Any, ...]) -> Deployment:
@@ -214,21 +292,7 @@ def _row(row: tuple[Any, ...]) -> Deployment:
         applied_at=applied_at,
         release_id=rel_id,
         release_label=rel_label,
-        before_images={
-            t: [
-                BeforeImage(
-                    freeze(i["key"]),
-                    i["id"],
-                    None
-                    if i["values"] is None
-                    else {c: freeze(v) if type(v) is list else v for c, v in i["values"].items()},
-                    i.get("row"),
-                    _after_row(i.get("row"), after),
-                )
-                for i, after in zip(imgs, (afters or {}).get(t) or [None] * len(imgs), strict=True)
-            ]
-            for t, imgs in images.items()
-        },
+        before_images={t: _images(images[t], (afters or {}).get(t) if afters else None) for t in images},
         crosswalk={t: [(freeze(k), v) for k, v in rows] for t, rows in crosswalk.items()},
         fingerprint_before=fp_before,
         fingerprint_after=fp_after,

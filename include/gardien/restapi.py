@@ -17,6 +17,9 @@ from gardien.errors import AuthenticationError, EnvironmentUnavailableError, Gar
 # is then retried and asks again). An answer is sent only once the Required Action is this old.
 SETTLE_SECONDS = 3.0
 
+# A task in one of these states no longer waits for its Required Action's answer.
+ENDED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
 
 def seconds_until_settled(detail: dict[str, Any], *, settle: float = SETTLE_SECONDS) -> float:
     """How long to wait before answering the Required Action ``detail`` (0: now is fine)."""
@@ -133,10 +136,19 @@ class AirflowAPI:
 
     # --- Human-in-the-loop (Required Actions) --------------------------------------------------------
     def pending_actions(self, dag_id: str = "~", run_id: str = "~") -> list[dict]:
+        """Required Actions still waiting for an answer.
+
+        Airflow 3.3 keeps listing a request whose task already ended unanswered (a seat withdrawn when another
+        rejected the release, a timed-out seat): its answer would count for nothing, so it is left out.
+        """
         res = self._request(
             "GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/hitlDetails?response_received=false"
         )
-        return list(res.get("hitl_details", []))
+        return [
+            d
+            for d in res.get("hitl_details", [])
+            if (d.get("task_instance") or {}).get("state") not in ENDED_TASK_STATES
+        ]
 
     def answer(
         self,

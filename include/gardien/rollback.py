@@ -15,6 +15,7 @@ from gardien.fingerprint import LOCAL_SCHEMES, ScopeFingerprint, local_scope_fin
 from gardien.keys import KeyMap
 from gardien.portable import key_text
 from gardien.rowhash import SCHEME as ROWHASH_SCHEME
+from gardien.touched import Whole
 from gardien.writes import TableWrites, execute
 
 
@@ -267,20 +268,11 @@ def _unproven(
     expected: ScopeFingerprint,
     target: str,
 ) -> str:
-    keymap = KeyMap(cur, catalog)
-    now = read_touched(
-        cur, catalog=catalog, keymap=keymap, keys={t: list(k) for t, k in dep.touched().items()}
+    rows = (
+        _whole_differences(cur, catalog=catalog, dep=dep)
+        if dep.whole
+        else _portable_differences(cur, catalog=catalog, dep=dep)
     )
-    rows = []
-    for name, images in dep.before_images.items():
-        for img in images:
-            actual = now.get(name, {}).get(img.key)
-            if (actual[1] if actual else None) != img.values:
-                rows.append(
-                    f"{name} {key_text(img.key)}: expected {img.values}, found {actual[1] if actual else None}"
-                )
-            elif actual is not None and img.id is not None and actual[0] != img.id:
-                rows.append(f"{name} {key_text(img.key)}: expected id {img.id}, found id {actual[0]}")
     tables = restored.differing(expected)
     detail = (
         "\n  ".join(rows[:50])
@@ -296,6 +288,57 @@ def _unproven(
         "The rollback transaction was undone: the target is still exactly as it was before this rollback "
         "(deployed). Compare with the release report, repair by hand or capture a corrective changeset."
     )
+
+
+def _whole_differences(cur: Any, *, catalog: Any, dep: journal.Deployment) -> list[str]:
+    """The touched rows that differ from their whole before-image after the restoration: a row expected
+    and missing (or present under another id), a row expected absent and present, a column that differs."""
+    keymap = KeyMap(cur, catalog)
+    out = []
+    for name, images in dep.before_images.items():
+        table = catalog.table(name)
+        whole = Whole(cur, table)
+        pk = table.pk
+        keymap.add(table, [img.key for img in images])
+        ids = keymap.ids(table)
+        now = whole.read(cur, [ids[img.key] for img in images if img.key in ids], lock=False)
+        for img in images:
+            found = str(ids[img.key]) if img.key in ids else None
+            if img.row is None:
+                if found is not None:
+                    out.append(f"{name} {key_text(img.key)}: expected absent, found id {found}")
+                continue
+            if found != str(img.row[pk]):
+                out.append(
+                    f"{name} {key_text(img.key)}: expected id {img.row[pk]}, found {found and 'id ' + found}"
+                )
+                continue
+            row = now[found]
+            out += [
+                f"{name} {key_text(img.key)} {c}: expected {v!r}, found {row.get(c)!r}"
+                for c, v in img.row.items()
+                if row.get(c) != v
+            ]
+    return out
+
+
+def _portable_differences(cur: Any, *, catalog: Any, dep: journal.Deployment) -> list[str]:
+    """As ``_whole_differences``, from the portable before-images (deployments journaled without whole rows)."""
+    keymap = KeyMap(cur, catalog)
+    now = read_touched(
+        cur, catalog=catalog, keymap=keymap, keys={t: list(k) for t, k in dep.touched().items()}
+    )
+    rows = []
+    for name, images in dep.before_images.items():
+        for img in images:
+            actual = now.get(name, {}).get(img.key)
+            if (actual[1] if actual else None) != img.values:
+                rows.append(
+                    f"{name} {key_text(img.key)}: expected {img.values}, found {actual[1] if actual else None}"
+                )
+            elif actual is not None and img.id is not None and actual[0] != img.id:
+                rows.append(f"{name} {key_text(img.key)}: expected id {img.id}, found id {actual[0]}")
+    return rows
 
 
 def rollback(dsn: str, deployment_id: str, **kwargs: Any) -> RollbackResult:

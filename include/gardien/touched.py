@@ -155,7 +155,3 @@ class Whole:
         )
         pk = self.names.index(self.table.pk)
         return {r[pk]: dict(zip(self.names, r, strict=True)) for r in cur.fetchall()}
-
-    def value(self, column: str, row: sql.Composable) -> sql.Composed:
-        """``column`` of a JSON row (text values) cast back to its type."""
-        return sql.SQL("({}->>{})::{}").format(row, sql.Literal(column), sql.SQL(self.types[column]))

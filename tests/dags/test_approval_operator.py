@@ -222,6 +222,7 @@ def test_approval_for_stale_changeset_is_refused_on_resume(
     assert dr.state == "failed" and states["deploy"] == "upstream_failed"
     rejection = xcom(login("admin"), dr.run_id, "approve_seat_1", "rejection")
     assert rejection["by"] == "chef.projet"
+    assert rejection["refused"] is True  # chef.projet chose Approve: no "rejected" decision in their name
     assert "bound to changeset cs-previous but the release now carries cs-a1b2c3d4e;" in rejection["reason"]
 
 

@@ -38,3 +38,11 @@ def test_approval_body_without_retirements_has_no_retired_line() -> None:
     facts = ReleaseFacts(release="R-1", changeset_id="c" * 64, tables_touched=(), requested_by="builder")
 
     assert "Retired" not in _body(facts, _requirement(), seat_index=0, assigned=["chef"])
+
+
+def test_approval_body_says_a_withdrawn_request_needs_no_answer() -> None:
+    facts = ReleaseFacts(release="R-1", changeset_id="c" * 64, tables_touched=(), requested_by="builder")
+
+    body = _body(facts, _requirement(), seat_index=0, assigned=["chef"])
+
+    assert "withdrawn" in body and "No Response Received" in body and "no answer is needed" in body

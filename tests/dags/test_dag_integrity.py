@@ -80,10 +80,15 @@ def test_release_dag_task_graph(dagbag: Any) -> None:
     assert _downstream(dag, "open_release") >= {"extract"}
     assert _downstream(dag, "extract") == {"validate"}
     seats = {"approve_pharmaciens", "approve_securite", "approve_cab_1", "approve_cab_2"}
-    # every seat of the policy waits at once, labelled by role; each leads straight to record_approvals
+    # every seat of the policy is labelled by role and leads to record_approvals; seats with disjoint candidates
+    # wait side by side, the quorum seats one after the other (one person fills one seat of the quorum)
     assert _downstream(dag, "validate") == seats
-    for seat in seats:
+    for seat in seats - {"approve_cab_1"}:
         assert _downstream(dag, seat) == {"record_approvals", "withdraw_approvals"}
+    assert _downstream(dag, "approve_cab_1") == {"approve_cab_2", "record_approvals", "withdraw_approvals"}
+    assert dag.get_task("approve_cab_2").upstream_task_ids == {"validate", "approve_cab_1"}
+    assert dag.get_task("approve_pharmaciens").upstream_task_ids == {"validate"}
+    for seat in seats:
         assert dag.get_task(seat).__class__.__name__ == "RoleApprovalOperator"
         assert dag.get_task(seat).retries == 3  # only tries Airflow lost; decisions are never retried
     assert dag.get_task("withdraw_approvals").trigger_rule == "one_failed"

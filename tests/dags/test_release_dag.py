@@ -162,6 +162,23 @@ def all_asked_first(
     return wait_then_decide
 
 
+def eager_cab_member(
+    member: str, offered: dict[str, list[str]], otherwise: Callable[[dict[str, Any]], Any]
+) -> Callable[[dict[str, Any]], Any]:
+    """A ``decide`` where ``member`` answers every CAB seat offered to them (the same person trying to fill two
+    seats of the quorum); ``offered`` collects each seat's assigned users."""
+
+    def decide(detail: dict[str, Any]) -> Any:
+        task_id = detail["task_instance"]["task_id"]
+        assigned = [u["id"] for u in detail["assigned_users"]]
+        offered[task_id] = assigned
+        if task_id.startswith("approve_cab") and member in assigned:
+            return member, "Approve", ""
+        return otherwise(detail)
+
+    return decide
+
+
 def scalar(dsn: str, query: str) -> Any:
     conn = psycopg2.connect(dsn)
     try:
@@ -230,19 +247,21 @@ def test_release_happy_path_two_stages_released_despite_slack_outage(
         monkeypatch.setenv("SLACK_BASE_URL", slack.base_url)
         slack.set_mode("down")  # Slack is unreachable for the whole release
         approver = AutoApprover(login, DAG_ID, first_free_assignee({"parametreur"}))
-        approver.decide = all_asked_first(approver, first_free_assignee({"parametreur"}), seats=4)
+        offered: dict[str, list[str]] = {}
+        approver.decide = all_asked_first(
+            approver, eager_cab_member("chef.projet", offered, first_free_assignee({"parametreur"})), seats=3
+        )
         caplog.set_level(logging.INFO, logger="gardien")
         dr, states = run(setup, approver)
 
         assert dr.state == "success", states
-        # the run id is the release id, and the four role seats waited side by side
+        # the run id is the release id; seats with disjoint candidates waited side by side, the CAB's quorum
+        # seats one after the other: approve_cab_2 was offered only to the CAB members who had not answered
+        # approve_cab_1, so the eager member's answer to the first did not doom the release
         assert dr.run_id == history(setup).release.id and dr.run_id.startswith("R-standard-")
-        assert approver.max_pending == {
-            "approve_pharmaciens",
-            "approve_securite",
-            "approve_cab_1",
-            "approve_cab_2",
-        }
+        assert approver.max_pending == {"approve_pharmaciens", "approve_securite", "approve_cab_1"}
+        assert "chef.projet" in offered["approve_cab_1"] and "chef.projet" not in offered["approve_cab_2"]
+        assert {t: u for t, u, _ in approver.answered}["approve_cab_1"] == "chef.projet"
         assert states["withdraw_approvals"] == "skipped"
         # the task logs say what happened in words: counts, deployment ids, fingerprints, what was checked
         lines = [r.getMessage() for r in caplog.records if r.name.startswith("gardien")]

@@ -67,14 +67,19 @@ def _wait(predicate, what: str, timeout: float = 60.0):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _one(dsn: str, statement: str, params=None):
+def _all(dsn: str, statement: str, params=None):
     conn = psycopg2.connect(dsn)
     try:
         with conn.cursor() as cur:
             cur.execute(statement, params)
-            return cur.fetchone()
+            return cur.fetchall()
     finally:
         conn.close()
+
+
+def _one(dsn: str, statement: str, params=None):
+    rows = _all(dsn, statement, params)
+    return rows[0] if rows else None
 
 
 @pytest.fixture
@@ -229,15 +234,26 @@ class Barrier:
 def _engine_waiting(target: str, application: str, point: str) -> int:
     """The pid of the engine's session once it waits at ``point`` (checked in pg_stat_activity)."""
     extra = " AND query = 'COMMIT'" if point == "during_commit" else ""
-    (pid,) = _wait(
-        lambda: _one(
+    try:
+        (pid,) = _wait(
+            lambda: _one(
+                target,
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
+                + extra,
+                (application,),
+            ),
+            f"{application} to wait {point}",
+            timeout=120.0,  # a child process on a loaded 2-core machine; it returns as soon as the wait is seen
+        )
+    except pytest.fail.Exception:
+        sessions = _all(
             target,
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
-            + extra,
-            (application,),
-        ),
-        f"{application} to wait {point}",
-    )
+            "SELECT application_name, state, wait_event_type, wait_event, left(query, 120) "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        pytest.fail(
+            f"timed out waiting for {application} to wait {point}; sessions on the target: {sessions}"
+        )
     if point == "during_writes":  # really mid-writes: units are written already
         assert (
             _one(

@@ -466,3 +466,168 @@ def test_drift_watch_announces_an_unrecorded_apply_on_slack_through_an_outage(
     [delivered] = [m for m in fake_slack.messages if "ALERT" in m["text"]]
     assert applied.deployment_id in delivered["text"] and "tgt" in delivered["text"]
     assert outbox.read_text().strip() == ""
+
+
+def _edit_production_after_the_release(setup) -> None:
+    """A direct production edit of a field the release set (a unit's label): no rollback may overwrite it."""
+    conn = psycopg2.connect(setup["target"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE unit SET label = 'Urgences adultes' WHERE code = 'U1'")
+            assert cur.rowcount == 1
+    finally:
+        conn.close()
+
+
+def _close_release(ledger_dsn: str) -> None:
+    conn = pg.connect(ledger_dsn)
+    try:
+        [dep] = ledger.release_history(conn, "R-cli").deployments
+        ledger.set_deployment_status(conn, deployment_id=dep.id, status="verified", actor="airflow", at=NOW)
+        ledger.set_release_status(conn, release_id="R-cli", status="closed", actor="airflow", at=NOW)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_cli_rollback_refused_by_a_later_production_edit_is_recorded_and_shown_still_in_effect(
+    setup, tmp_path: Path
+) -> None:
+    from gardien.board import BoardSettings, pages
+    from gardien.board.views import AirflowFacts, Viewer
+    from gardien.config import load_config
+
+    dep_id = _applied_release_deployment(setup)
+    _close_release(setup["ledger"])
+    _edit_production_after_the_release(setup)
+
+    refused = run(setup["config"], setup["env"], "rollback", "tgt", dep_id, "--reason", "wrong dose limit")
+
+    assert refused.returncode == 10, refused.stderr  # README: 10 rollback
+    assert "cannot be rolled back" in refused.stderr and "Nothing was changed" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "Refused rollback recorded in the ledger" in refused.stderr
+    assert [r[0] for r in _query(setup["target"], "SELECT label FROM unit WHERE code = 'U1'")] == [
+        "Urgences adultes"
+    ]
+    conn = pg.connect(setup["ledger"])
+    try:
+        history = ledger.release_history(conn, "R-cli")
+        assert [d.status for d in history.deployments] == ["rollback_refused"]
+        assert history.release.status == "closed"  # the release stays what it was: nothing was undone
+        assert history.rollbacks == ()
+        [ev] = [e for e in history.events if e.kind == "deployment.rollback_refused"]
+        assert ev.actor == "ops.alice"
+        assert "wrong dose limit" in ev.reason and "via cli" in ev.reason
+        assert ev.payload["still_deployed"] is True and ev.payload["entry_point"] == "cli"
+        [edit] = ev.payload["later_edits"]
+        assert (edit["table"], edit["key"], edit["field"], edit["now"]) == (
+            "unit",
+            ["U1"],
+            "label",
+            "Urgences adultes",
+        )
+        assert ledger.status_mismatches(conn) == ()
+    finally:
+        conn.close()
+    report = run(setup["config"], setup["env"], "report", "R-cli", "-o", str(tmp_path / "r"), "--json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    texts = [a["text"] for a in data["alerts"]]
+    assert any(t.startswith("ROLLBACK REFUSED on tgt") and "STILL IN EFFECT" in t for t in texts), texts
+    cfg = load_config(setup["config"])
+    settings = BoardSettings.from_config(cfg)
+    conn = pg.connect(setup["ledger"])
+    try:
+        html = pages.release_html(
+            conn,
+            row=pages.release_row(conn, "R-cli"),
+            settings=settings,
+            viewer=Viewer(user_id="cab", name="cab", can_rollback=False),
+            facts=AirflowFacts(),
+            root="/gardien",
+            now=datetime.now(UTC),
+        )
+    finally:
+        conn.close()
+    assert "ROLLBACK REFUSED on tgt" in html and "STILL IN" in html and "EFFECT" in html
+    verify = run(setup["config"], setup["env"], "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_cli_rollback_refused_outside_a_release_is_recorded(setup) -> None:
+    applied = run(
+        setup["config"],
+        setup["env"],
+        "apply",
+        str(setup["changeset"]),
+        "tgt",
+        "--json",
+        "--break-glass",
+        "--reason",
+        "INC-9 hotfix",
+    )
+    assert applied.returncode == 0, applied.stderr
+    dep_id = json.loads(applied.stdout)["deployment_id"]
+    _edit_production_after_the_release(setup)
+
+    refused = run(setup["config"], setup["env"], "rollback", "tgt", dep_id, "--reason", "undo INC-9")
+
+    assert refused.returncode == 10, refused.stderr
+    [ev] = [e for e in events(setup["ledger"]) if e.kind == "target.rollback_refused"]
+    assert ev.actor == "ops.alice" and ev.reason.startswith("undo INC-9")
+    assert ev.payload["target_deployment_id"] == dep_id and ev.payload["environment"] == "tgt"
+    assert ev.payload["still_deployed"] is True and ev.payload["entry_point"] == "cli"
+    assert [e["field"] for e in ev.payload["later_edits"]] == ["label"]
+
+
+def test_cli_rollback_refused_while_the_ledger_is_unreachable_says_so(
+    setup, monkeypatch, pg_admin_dsn: str
+) -> None:
+    import gardien.rollback
+    from gardien.cli.engine import rollback_cmd
+    from gardien.errors import RollbackError
+
+    dep_id = _applied_release_deployment(setup)
+    _edit_production_after_the_release(setup)
+    ledger_db = psycopg2.extensions.parse_dsn(setup["ledger"])["dbname"]
+    engine_rollback = gardien.rollback.rollback
+
+    def ledger_down_then_engine(*args: Any, **kwargs: Any) -> Any:  # after the intent, before the outcome
+        with pg.autocommit(pg_admin_dsn) as admin, admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{ledger_db}" ALLOW_CONNECTIONS false')
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (ledger_db,)
+            )
+        return engine_rollback(*args, **kwargs)
+
+    monkeypatch.setattr(gardien.rollback, "rollback", ledger_down_then_engine)
+    try:
+        with pytest.raises(RollbackError) as caught:
+            rollback_cmd(
+                target="tgt",
+                deployment_id=dep_id,
+                config=setup["config"],
+                reason="wrong dose",
+                actor="ops.alice",
+            )
+    finally:
+        with pg.autocommit(pg_admin_dsn) as admin, admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{ledger_db}" ALLOW_CONNECTIONS true')
+
+    message = str(caught.value)
+    assert caught.value.exit_code == 10 and caught.value.changed is False
+    assert "Nothing was written to tgt" in message
+    assert "could not be recorded in the ledger" in message and "cannot connect" in message
+    kinds = [e.kind for e in events(setup["ledger"])]
+    assert "rollback.started" in kinds and "deployment.rollback_refused" not in kinds
+
+
+def _query(dsn: str, statement: str) -> list[tuple[Any, ...]]:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return cur.fetchall()
+    finally:
+        conn.close()

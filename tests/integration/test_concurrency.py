@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import threading
 import time
 from typing import Any
@@ -353,16 +354,56 @@ def test_a_journal_written_before_whole_rows_were_kept_still_rolls_back(pair):
     load(source, _with_param(BASE_STATE, "P2", "z", ""))
     deployed = _apply(target, _capture(source, target))
     execute(target, "ALTER TABLE gardien.deployment DROP COLUMN after_images")
-    execute(
-        target,
-        "UPDATE gardien.deployment SET before_images = (SELECT jsonb_object_agg(t, "
-        "(SELECT jsonb_agg(i - 'row') FROM jsonb_array_elements(v) AS i)) FROM jsonb_each(before_images) AS e(t, v))",
-    )
+    _as_older_format(target, whole=False)
     result = _rollback(target, deployed.deployment_id)
     assert (result.status, result.proven) == ("rolled_back", True)
     assert physical(target) == original
     assert _apply(target, _capture(source, target), at=LATER).status == "applied"
     assert query(target, "SELECT count(*) FROM gardien.deployment WHERE after_images IS NOT NULL")[0][0] == 1
+
+
+def _as_older_format(dsn: str, *, whole: bool) -> None:
+    """Rewrite the before-images of every journaled deployment (format 3: whole rows as arrays) into journal
+    format 2 (``whole``: objects holding the whole row and the portable values) or 1 (portable values only).
+    Only for param rows: param has no foreign key, so its portable values are its value columns' texts."""
+    for dep_id, images in query(dsn, "SELECT deployment_id, before_images FROM gardien.deployment"):
+        older = {}
+        for table, compact in images.items():
+            assert table == "param", table
+            older[table] = []
+            for key, row_id, values in compact["images"]:
+                row = None if values is None else dict(zip(compact["columns"], values, strict=True))
+                portable = None if row is None else {c: v for c, v in row.items() if c not in ("id", "cle")}
+                older[table].append(
+                    {"key": key, "id": row_id, "values": portable, **({"row": row} if whole else {})}
+                )
+        execute(
+            dsn,
+            "UPDATE gardien.deployment SET before_images = %s WHERE deployment_id = %s",
+            (json.dumps(older), dep_id),
+        )
+
+
+def test_a_journal_written_with_portable_values_beside_whole_rows_still_rolls_back(pair):
+    """Journal format 2 (the first whole-row journal: portable values kept beside each whole row) is
+    still read and rolled back from its whole rows, with the later-edit check."""
+    source, target = pair
+    load(target, BASE_STATE)
+    original = physical(target)
+    load(source, _with_param(BASE_STATE, "P2", "z", ""))
+    deployed = _apply(target, _capture(source, target))
+    (images,) = query(target, "SELECT before_images FROM gardien.deployment")[0]
+    assert set(images["param"]) == {"columns", "images"}  # format 3: whole rows only
+    _as_older_format(target, whole=True)
+    execute(target, "UPDATE param SET unit_codes = 'U1' WHERE cle = 'P2'")  # a later edit
+    with pytest.raises(
+        RollbackError, match=r'param \["P2"\] unit_codes: after the deployment \'\', now \'U1\''
+    ):
+        _rollback(target, deployed.deployment_id)
+    execute(target, "UPDATE param SET unit_codes = '' WHERE cle = 'P2'")
+    result = _rollback(target, deployed.deployment_id)
+    assert (result.status, result.proven) == ("rolled_back", True)
+    assert physical(target) == original
 
 
 def test_a_row_lock_not_obtained_in_time_is_named_for_apply_and_rollback_and_nothing_changes(pair):

@@ -218,7 +218,10 @@ def test_apply_records_journal_with_before_images_and_crosswalk(pair):
     )
     cs_id, release_id, label, images, crosswalk = rows[0]
     assert (cs_id, release_id, label) == (result.changeset_id, "R-42", "mardi soir")
-    assert images["unit"][0]["values"]["label"] == "Pediatrie"
+    # Journal format 3: the whole row as it was is the only before-image, column names once per table.
+    (key, row_id, row), columns = images["unit"]["images"][0], images["unit"]["columns"]
+    assert (key, dict(zip(columns, row, strict=True))["label"]) == (["U3"], "Pediatrie")
+    assert str(row_id) == dict(zip(columns, row, strict=True))["id"] == str(crosswalk["unit"][0][1])
     assert crosswalk == {"unit": [[["U3"], query(target, "SELECT id FROM unit WHERE code = 'U3'")[0][0]]]}
 
 

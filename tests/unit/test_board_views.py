@@ -122,3 +122,18 @@ def test_pending_seats_only_while_the_run_is_alive() -> None:
     assert (
         _pending(AirflowFacts(run_state="failed", answers=(waiting, answered))) == ()
     )  # timed out, not waiting
+
+
+def test_a_withdrawn_seat_is_never_shown_waiting_and_is_said_to_need_no_answer() -> None:
+    from gardien.board.views import AirflowFacts, SeatAnswer, _pending, _withdrawn
+
+    waiting = SeatAnswer("approve_securite", "seat 2", None, None, (), None, task_state="awaiting_input")
+    withdrawn = SeatAnswer("approve_cab_1", "seat 3 (cab)", None, None, (), None, task_state="skipped")
+    never_asked = SeatAnswer(
+        "approve_cab_2", "seat 4 (cab)", None, None, (), None, task_state="upstream_failed"
+    )
+    facts = AirflowFacts(run_state="running", answers=(waiting, withdrawn, never_asked))
+
+    assert _pending(facts) == (waiting,)  # the run is still closing: only the seat really waiting
+    assert _withdrawn(facts) == (withdrawn, never_asked)
+    assert _withdrawn(AirflowFacts(run_state="failed", answers=(waiting, withdrawn))) == (withdrawn,)

@@ -141,3 +141,36 @@ def test_deploy_and_verify_summaries_name_counts_ids_and_checks() -> None:
     assert "window" in summaries.opened(
         release_id="R", path=["q", "p"], requested_by="u", window=f"{start}", page="/g"
     )
+
+
+def test_quorum_seats_of_one_group_are_chained_and_seats_with_disjoint_candidates_wait_side_by_side() -> None:
+    from gardien.airflow.dagspec import seat_after
+
+    # One person fills one seat: a CAB member who filled approve_cab_1 is never offered approve_cab_2, because
+    # approve_cab_2 is asked only once approve_cab_1 is answered (its assignees exclude that approver).
+    assert seat_after(_approvals(), "prod", emergency=False) == {
+        "approve_pharmaciens": (),
+        "approve_securite": (),
+        "approve_cab_1": (),
+        "approve_cab_2": ("approve_cab_1",),
+    }
+    emergency = seat_after(_approvals(), "prod", emergency=True)
+    assert emergency["approve_cab_3"] == ("approve_cab_1", "approve_cab_2")
+    spec = {s.path.name: s for s in load_dag_specs(CONFIG)}
+    assert spec["standard"].seat_after["approve_cab_2"] == ("approve_cab_1",)
+
+
+def test_a_routed_seat_sharing_a_member_with_the_quorum_comes_before_the_quorum_seats() -> None:
+    from gardien.airflow.dagspec import seat_after
+
+    approvals = _approvals()
+    approvals["groups"]["pharmaciens"] = [
+        *approvals["groups"]["pharmaciens"],
+        "chef.projet",
+    ]  # also on the CAB
+
+    order = seat_after(approvals, "prod", emergency=False)
+
+    assert order["approve_securite"] == ()  # rssi shares no seat with anyone: asked at once
+    assert order["approve_cab_1"] == ("approve_pharmaciens",)
+    assert order["approve_cab_2"] == ("approve_pharmaciens", "approve_cab_1")

@@ -383,3 +383,15 @@ def test_report_package_imports_no_airflow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "False"
+
+
+def test_build_report_an_approve_the_seat_refused_is_not_called_a_rejection_by_that_person() -> None:
+    refused = _event(
+        5,
+        "approval.rejected",
+        payload={"by": "rssi", "reason": "approval refused: stale changeset", "seat": 1, "refused": True},
+    )
+    report = _build(events=(refused,))
+    assert report.alerts[0].text.startswith("APPROVAL REFUSED (given by rssi)")
+    page = render_html(report)
+    assert "APPROVAL REFUSED (given by rssi)" in page and "REJECTED by rssi" not in page

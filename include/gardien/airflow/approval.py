@@ -288,8 +288,8 @@ class GardienApprovalOperator(ApprovalOperator):
                 seat=requirement.seats[self.seat_index],
                 already_approved=self._earlier_approvers(context),
             )
-        except ApprovalError as exc:
-            self._fail(context, facts, by=user, reason=f"approval refused: {exc}", **answered)
+        except ApprovalError as exc:  # the person chose Approve; the policy refused it (not their rejection)
+            self._fail(context, facts, by=user, reason=f"approval refused: {exc}", refused=True, **answered)
         self.log.info(
             "Seat %d approved by %s for changeset %s", self.seat_index + 1, user, facts.changeset_id
         )
@@ -343,6 +343,7 @@ class GardienApprovalOperator(ApprovalOperator):
         reason: str,
         responded_at: str | None = None,
         role: str | None = None,
+        refused: bool = False,
     ) -> NoReturn:
         # Recorded before failing so the ledger, the report and Slack can say who ended the release and why.
         context["ti"].xcom_push(
@@ -354,6 +355,9 @@ class GardienApprovalOperator(ApprovalOperator):
                 "by": by,
                 "reason": reason,
                 **({"responded_at": responded_at, "role": role} if by else {}),
+                # ``refused``: ``by`` chose Approve and the seat refused it (stale changeset, four-eyes...):
+                # the release ends, but no "rejected" decision is recorded in that person's name.
+                **({"refused": True} if refused else {}),
             },
         )
         who = f" by {by}" if by else ""
@@ -413,5 +417,11 @@ def _body(
         lines.append(f"**Review the changes**: [{review}]({review})")
     lines.append(
         "Reject with a reason in the `reason` field; no answer before the deadline counts as a rejection."
+    )
+    # Airflow 3.3 has no way to withdraw a Required Action: once the task is skipped its request stays listed.
+    lines.append(
+        "If the release ends before this seat is answered (another seat rejected it, or it failed), this request "
+        "is withdrawn and no answer is needed: Airflow keeps listing it under Required Actions, as “No Response "
+        "Received”, and the release page marks it withdrawn."
     )
     return "\n\n".join(lines)

@@ -116,6 +116,7 @@ def airflow_facts(dag_id: str | None, run_id: str | None) -> AirflowFacts:
         rows = session.execute(
             select(
                 TaskInstance.task_id,
+                TaskInstance.state,
                 HITLDetail.subject,
                 HITLDetail.responded_by,
                 HITLDetail.responded_at,
@@ -134,8 +135,9 @@ def airflow_facts(dag_id: str | None, run_id: str | None) -> AirflowFacts:
             responded_at=at,
             chosen=tuple(chosen or ()),
             comment=((params or {}).get("reason") or None) if isinstance(params, dict) else None,
+            task_state=str(ti_state) if ti_state is not None else None,
         )
-        for task_id, subject, by, at, chosen, params in rows
+        for task_id, ti_state, subject, by, at, chosen, params in rows
     )
     return AirflowFacts(run_state=str(state) if state is not None else None, answers=answers)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
 from gardien.errors import ConfigurationError
-from gardien.policy.slots import SeatSlot
+from gardien.policy.slots import SeatSlot, slots_after
 from gardien.release.paths import ReleasePath, parse_release_paths
 
 DEFAULT_OWNER = "gardien"
@@ -24,6 +26,8 @@ class DagSpec:
         SeatSlot, ...
     ]  # one approval task each; a slot this release does not need passes at run time
     owner: str = DEFAULT_OWNER
+    # slot task id -> the slots it is asked after (seats a same person could fill: see slots_after)
+    seat_after: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def seats(self) -> int:
@@ -80,6 +84,25 @@ def seat_slots(approvals: Any, environment: str, *, emergency: bool) -> tuple[Se
     return tuple(_unique(slots))
 
 
+def seat_after(approvals: Any, environment: str, *, emergency: bool) -> dict[str, tuple[str, ...]]:
+    """For each approval task of ``environment``, the approval tasks it waits for (gardien.policy.slots_after):
+    the quorum seats one after the other, a seat sharing a member with an earlier one after it."""
+    slots = seat_slots(approvals, environment, emergency=emergency)
+    groups = approvals.get("groups") if isinstance(approvals, dict) else None
+    groups = groups if isinstance(groups, dict) else {}
+
+    def members(*names: str) -> frozenset[str]:
+        return frozenset(
+            str(m) for g in names if isinstance(groups.get(g), list) for m in groups[g] if m is not None
+        )
+
+    quorum_groups = [str(g) for g in _rule(approvals, environment, emergency=emergency).get("groups") or []]
+    candidates = {
+        s.task_id: members(s.group) if s.group is not None else members(*quorum_groups) for s in slots
+    }
+    return slots_after(slots, candidates)
+
+
 def max_seats(approvals: Any, environment: str, *, emergency: bool) -> int:
     """Upper bound of seats for ``environment``: its quorum plus one per group with a seat of its own."""
     return max(1, len(seat_slots(approvals, environment, emergency=emergency)))
@@ -116,6 +139,7 @@ def load_dag_specs(config_file: str | Path) -> list[DagSpec]:
                 approval_environment=env,
                 slots=seat_slots(data.get("approvals"), env, emergency=path.emergency),
                 owner=path.owner or DEFAULT_OWNER,
+                seat_after=MappingProxyType(seat_after(data.get("approvals"), env, emergency=path.emergency)),
             )
         )
     return specs

@@ -454,8 +454,9 @@ def close(path_name: str, release_id: str | None, seat_task_ids: list[str]) -> d
                 payload=dict(rejection),
                 reason=str(rejection.get("reason")),
             )
-            if rejection.get("by") and rejection.get("changeset_id"):
-                # A person decided: the decision goes beside the approvals (a timeout stays an event only).
+            if rejection.get("by") and rejection.get("changeset_id") and not rejection.get("refused"):
+                # A person decided: the decision goes beside the approvals (a timeout, or an Approve the
+                # seat refused, stays an event only: nobody chose Reject).
                 try:
                     svc.record_approval(
                         release_id,

@@ -29,6 +29,7 @@ class SeatAnswer:
     responded_at: dt.datetime | None
     chosen: tuple[str, ...]
     comment: str | None
+    task_state: str | None = None  # the seat task's state (None: not read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class ReleasePage:
     run_state: str | None
     approvers: tuple[ApproverLine, ...]
     pending_seats: tuple[SeatAnswer, ...]
+    withdrawn_seats: tuple[SeatAnswer, ...]
     tables: tuple[TableChanges, ...]
     validations: tuple[ValidationRun, ...]
     rollback: tuple[RollbackAction, ...]
@@ -99,11 +101,22 @@ class ReleasePage:
     summary_counts: Mapping[str, int] = field(default_factory=dict)
 
 
+# A seat task in one of these states will never take an answer into account: withdrawn when another seat ended
+# the release (skipped), or never asked because an earlier seat it waited for failed (upstream_failed).
+WITHDRAWN_STATES = frozenset({"skipped", "upstream_failed", "removed"})
+
+
 def _pending(facts: AirflowFacts) -> tuple[SeatAnswer, ...]:
     """Required Actions still waiting for an answer (none once the run is over: a timed-out seat is not)."""
     if facts.run_state not in (None, "queued", "running"):
         return ()
-    return tuple(a for a in facts.answers if not a.responded_by)
+    return tuple(a for a in facts.answers if not a.responded_by and a.task_state not in WITHDRAWN_STATES)
+
+
+def _withdrawn(facts: AirflowFacts) -> tuple[SeatAnswer, ...]:
+    """Requests withdrawn unanswered: Airflow 3.3 cannot withdraw a Required Action, so its list still shows
+    them (as "No Response Received"); the board says that no answer is needed."""
+    return tuple(a for a in facts.answers if not a.responded_by and a.task_state in WITHDRAWN_STATES)
 
 
 def groups_of(settings: BoardSettings, user: str) -> tuple[str, ...]:
@@ -211,6 +224,7 @@ def release_page(
         run_state=facts.run_state,
         approvers=approver_lines(report, facts.answers, settings),
         pending_seats=_pending(facts),
+        withdrawn_seats=_withdrawn(facts),
         tables=board_tables(report, settings),
         validations=validations,
         rollback=rollback_actions(report),

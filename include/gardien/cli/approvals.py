@@ -191,7 +191,7 @@ def _pending_for(api: AirflowAPI, *, release: str, dag_id: str | None) -> list[d
     if not pending:
         raise ApprovalError(
             f"no pending approval for {release!r}{f' in DAG {dag_id}' if dag_id else ''}: unknown release or run, "
-            "or every approval was already answered; check the run id in the Airflow UI (Required Actions)"
+            "or every approval was already answered or withdrawn (the release ended); check the run id in the Airflow UI (Required Actions)"
         )
     return sorted(pending, key=lambda d: d["task_instance"]["task_id"])
 

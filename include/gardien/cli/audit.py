@@ -15,7 +15,15 @@ import yaml
 
 from gardien import pg
 from gardien.errors import ConfigurationError, LedgerError
-from gardien.ledger import Anchor, Event, get_release, list_events, status_mismatches, verify_chain
+from gardien.ledger import (
+    Anchor,
+    Event,
+    approval_mismatches,
+    get_release,
+    list_events,
+    status_mismatches,
+    verify_chain,
+)
 
 DEFAULT_CONFIG = "include/config/gardien.yaml"
 
@@ -120,16 +128,18 @@ def verify(
     try:
         report = verify_chain(conn, anchor=expected)
         mismatches = status_mismatches(conn)
+        approval_findings = approval_mismatches(conn)
     finally:
         conn.rollback()
         conn.close()
     unrecorded, journal_note = _journal_findings(config, dsn) if journals else ([], journals_note)
     broken = report.first_broken
+    disagreeing = [m for m in approval_findings if m.counts_as_problem]
     if as_json:
         typer.echo(
             json.dumps(
                 {
-                    "ok": report.ok and not mismatches and not unrecorded,
+                    "ok": report.ok and not mismatches and not unrecorded and not disagreeing,
                     "checked": report.checked,
                     "head_seq": report.head_seq,
                     "head_hash": report.head_hash,
@@ -143,6 +153,7 @@ def verify(
                         "altered_fields": list(broken.altered_fields),
                     },
                     "status_mismatches": [m.to_dict() for m in mismatches],
+                    "approval_mismatches": [m.to_dict() for m in approval_findings],
                     "unrecorded_journal_rows": [f.to_dict() for f in unrecorded],
                     "journals": journal_note,
                 },
@@ -154,6 +165,9 @@ def verify(
             typer.echo(f"{report.checked} events verified before the break")
         for m in mismatches:
             typer.echo(f"STATUS MISMATCH: {m.describe()}")
+        for a in approval_findings:
+            label = "APPROVAL MISMATCH" if a.counts_as_problem else "ANSWER NOT COUNTED"
+            typer.echo(f"{label}: {a.describe()}")
         for f in unrecorded:
             typer.echo(f"NOT IN THE LEDGER: {f.describe()}")
         typer.echo(f"target journals: {journal_note}")
@@ -165,6 +179,11 @@ def verify(
             f"{len(mismatches)} record(s) whose status does not match their chained events (first: "
             f"{mismatches[0].describe()})"
         )
+    if disagreeing:
+        problems.append(
+            f"{len(disagreeing)} approval(s) or answer(s) where the recorded approvals and the answers people gave "
+            f"disagree (first: {disagreeing[0].describe()})"
+        )
     if unrecorded:
         problems.append(
             f"{len(unrecorded)} target journal row(s) without a ledger record (first: {unrecorded[0].describe()}); "
@@ -174,7 +193,9 @@ def verify(
         # Raised, not typer.Exit: main() maps GardienError to its exit code in every mode.
         raise LedgerError("; ".join(problems) + ".")
     if not as_json:
-        typer.echo(f"ledger intact: {report.checked} events; statuses match their events")
+        typer.echo(
+            f"ledger intact: {report.checked} events; statuses match their events; approvals match the answers given"
+        )
         typer.echo("head (publish it, verify later with --anchor):")
         typer.echo(f"{report.head_seq}:{report.head_hash}")
 

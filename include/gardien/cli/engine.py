@@ -282,18 +282,20 @@ def rollback_cmd(
                 keep_later_edits=keep_later_edits,
             )
     except RollbackError as exc:
-        if recorded and exc.proof_failed:  # a refusal (nothing written) is no unproven rollback
-            manual.record_rollback(
-                cfg,
-                env=env,
-                target_deployment_id=deployment_id,
-                changeset_id=known.changeset_id if known else "",
-                proven=False,
-                fingerprints={},
-                detail=str(exc),
-                operator=operator,
-            )
-        raise
+        if not recorded:
+            raise
+        told = manual.recorded_rollback_failure(
+            cfg,
+            env=env,
+            target_deployment_id=deployment_id,
+            changeset_id=known.changeset_id if known else "",
+            error=exc,
+            keep_later_edits=keep_later_edits,
+            operator=operator,
+        )
+        if told is exc:
+            raise
+        raise told from exc
     if recorded and result.status == "rolled_back":
         manual.record_rollback(
             cfg,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gardien.ledger.approval_check import ApprovalMismatch, approval_mismatches
 from gardien.ledger.chain import (
     GENESIS_HASH,
     AirflowIds,
@@ -48,6 +49,8 @@ from gardien.ledger.store import (
 from gardien.ledger.verify import Anchor, BrokenLink, ChainReport
 
 __all__ = [
+    "ApprovalMismatch",
+    "approval_mismatches",
     "DEPLOYMENT_STATUSES",
     "SCHEMA_VERSION",
     "GENESIS_HASH",

@@ -223,10 +223,12 @@ def record_rollback_refused(
     actor: str,
     at: datetime,
     airflow: AirflowIds | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Record that a rollback of ``deployment_id`` was refused before anything was written: the deployment
     is still in effect (``rollback_refused``, the ledger's trigger), no manual repair is implied. The later
-    production edits that refused it, field by field, are in the event."""
+    production edits that refused it, field by field, are in the event; ``extra`` adds to its payload (the
+    entry point)."""
     if not reason:
         raise LedgerError(f"refused rollback of deployment {deployment_id} needs a reason.")
     check_actor_and_time(actor, at)
@@ -244,6 +246,7 @@ def record_rollback_refused(
             "still_deployed": True,
             "keep_later_edits": bool(keep_later_edits),
             "later_edits": [dict(e) for e in later_edits],
+            **(extra or {}),
         },
         reason=redact_text(reason),
         airflow=airflow,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gardien.policy.seats import Requirement
@@ -36,3 +37,22 @@ def slot_index(requirement: Requirement, slot: SeatSlot) -> int | None:
         if seat.label == slot.group:
             return seat.index
     return None
+
+
+def slots_after(
+    slots: Sequence[SeatSlot], candidates: Mapping[str, frozenset[str]]
+) -> dict[str, tuple[str, ...]]:
+    """For each slot (by task id), the earlier slots it is asked after: those sharing a candidate with it.
+
+    One person fills one seat. Seats whose candidates overlap (the quorum seats of one group, always) are asked
+    one after the other, so a later seat is offered only to those who have not answered an earlier one; seats
+    with disjoint candidates (pharmacists, security, CAB) still wait side by side. ``candidates`` maps a slot's
+    task id to everyone who may fill it (before the requesters are excluded).
+    """
+    order: dict[str, tuple[str, ...]] = {}
+    for i, slot in enumerate(slots):
+        mine = candidates.get(slot.task_id, frozenset())
+        order[slot.task_id] = tuple(
+            earlier.task_id for earlier in slots[:i] if mine & candidates.get(earlier.task_id, frozenset())
+        )
+    return order

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg2
+
 from gardien import ledger, pg
 from gardien.config import Environment, GardienConfig
 from gardien.config import ledger_dsn as config_ledger_dsn
-from gardien.errors import ConfigurationError
+from gardien.errors import ConfigurationError, GardienError, RollbackError
+from gardien.redact import redact_text
 from gardien.release.reconcile import (
     APPLIED_OUTSIDE_RELEASE,
     APPLY_INTENT,
@@ -30,6 +33,8 @@ from gardien.release.stages import record_applied
 
 log = logging.getLogger(__name__)
 BREAK_GLASS = "break_glass.used"
+# A refused rollback of a deployment no release holds (a release's: deployment.rollback_refused).
+ROLLBACK_REFUSED_OUTSIDE_RELEASE = "target.rollback_refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +244,128 @@ def record_rollback(
                 )
 
 
+def record_rollback_refused(
+    config: GardienConfig,
+    *,
+    env: Environment,
+    target_deployment_id: str,
+    changeset_id: str,
+    error: RollbackError,
+    keep_later_edits: bool,
+    operator: Operator,
+) -> None:
+    """Record a rollback refused before anything was written (``error.refused``), as the release path does: on
+    the release's deployment (``rollback_refused``: still in effect, the later edits named), else as an event."""
+    reason = f"{operator.reason or 'no reason given'} (by {operator.actor} via {operator.entry_point})"
+    reason += f" — {str(error)[:1500]}"
+    with ledger_session(config) as conn:
+        dep_id = _ledger_deployment_id(conn, env, target_deployment_id)
+        if dep_id is not None:
+            ledger.record_rollback_refused(
+                conn,
+                deployment_id=dep_id,
+                reason=reason,
+                later_edits=error.later_edits,
+                keep_later_edits=keep_later_edits,
+                actor=operator.actor,
+                at=operator.now,
+                extra=operator.payload(),
+            )
+            return
+        ledger.append_event(
+            conn,
+            kind=ROLLBACK_REFUSED_OUTSIDE_RELEASE,
+            actor=operator.actor,
+            at=operator.now,
+            subject=changeset_id or None,
+            payload={
+                "environment": env.name,
+                "target_deployment_id": target_deployment_id,
+                "changeset_id": changeset_id,
+                "still_deployed": True,
+                "keep_later_edits": bool(keep_later_edits),
+                "later_edits": [dict(e) for e in error.later_edits],
+                **operator.payload(),
+            },
+            reason=redact_text(reason),
+        )
+
+
+def recorded_rollback_failure(
+    config: GardienConfig,
+    *,
+    env: Environment,
+    target_deployment_id: str,
+    changeset_id: str,
+    error: RollbackError,
+    keep_later_edits: bool,
+    operator: Operator,
+) -> RollbackError:
+    """Record a rollback that did not happen and return the error to raise: ``error``'s message, then whether
+    the ledger holds it.
+
+    Refused with nothing written: recorded as refused (the deployment still in effect). Written and its proof
+    failed: recorded as an unproven rollback (manual repair needed). Outcome in doubt (connection lost during
+    COMMIT): not recorded here — reconciliation records it from the target's journal and the intent. When the
+    ledger cannot take the record, the returned message says so next to what happened on the target.
+    """
+    try:
+        if error.refused:
+            record_rollback_refused(
+                config,
+                env=env,
+                target_deployment_id=target_deployment_id,
+                changeset_id=changeset_id,
+                error=error,
+                keep_later_edits=keep_later_edits,
+                operator=operator,
+            )
+            note = "Refused rollback recorded in the ledger (the deployment is still in effect)."
+        elif error.proof_failed:
+            record_rollback(
+                config,
+                env=env,
+                target_deployment_id=target_deployment_id,
+                changeset_id=changeset_id,
+                proven=False,
+                fingerprints={},
+                detail=str(error),
+                operator=operator,
+            )
+            note = "Recorded in the ledger as an unproven rollback (manual repair needed)."
+        else:
+            return error
+    except (GardienError, psycopg2.Error) as failure:
+        lines = str(failure).strip().splitlines()
+        cause = redact_text(lines[0] if lines else failure.__class__.__name__)
+        what = (
+            f"Nothing was written to {env.name} (the deployment is still in effect), but this refusal"
+            if error.refused
+            else "This unproven rollback"
+        )
+        note = (
+            f"{what} could not be recorded in the ledger: {cause}. The ledger holds only its intent; run the "
+            "rollback again once the ledger is reachable, so that its outcome is recorded."
+        )
+    return RollbackError(
+        f"{error}\n{note}",
+        changed=error.changed,
+        proof_failed=error.proof_failed,
+        later_edits=error.later_edits,
+    )
+
+
+def _ledger_deployment_id(conn: Any, env: Environment, target_deployment_id: str) -> int | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM ledger.deployments WHERE environment = %s AND target_deployment_id = %s "
+            "ORDER BY id DESC LIMIT 1",
+            (env.name, target_deployment_id),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
 def announce_break_glass(
     config: GardienConfig, *, env: Environment, changeset_id: str, operator: Operator, environ: Any
 ) -> None:
@@ -283,6 +410,7 @@ __all__ = [
     "APPLY_INTENT",
     "BREAK_GLASS",
     "ROLLBACK_INTENT",
+    "ROLLBACK_REFUSED_OUTSIDE_RELEASE",
     "Operator",
     "announce_break_glass",
     "ledger_session",
@@ -290,5 +418,7 @@ __all__ = [
     "record_apply",
     "record_intent",
     "record_rollback",
+    "record_rollback_refused",
+    "recorded_rollback_failure",
     "require_ledger",
 ]

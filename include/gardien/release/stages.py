@@ -278,6 +278,7 @@ def rollback(
                     actor=ctx.actor,
                     at=ctx.now,
                     airflow=ctx.airflow,
+                    extra={"entry_point": "release"},
                 )
             raise
         with svc.ledger() as conn:

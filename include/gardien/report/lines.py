@@ -153,6 +153,7 @@ def rejection_lines(history: ledger.ReleaseHistory) -> tuple[RejectionLine, ...]
                     recorded_by=e.actor,
                     changeset_id=text_or_none(p.get("changeset_id")),
                     source="approval step",
+                    refused=bool(p.get("refused")),
                 )
             )
     return tuple(sorted(lines, key=lambda r: r.at))

@@ -158,6 +158,14 @@ class RejectionLine:
     recorded_by: str
     changeset_id: str | None
     source: str
+    refused: bool = False  # ``by`` chose Approve and the seat refused it (stale changeset, four-eyes...)
+
+    @property
+    def headline(self) -> str:
+        """ "REJECTED by X" only when X chose Reject; an Approve the seat refused is said as such."""
+        if self.refused and self.by:
+            return f"APPROVAL REFUSED (given by {self.by})"
+        return f"REJECTED by {self.by}" if self.by else "REJECTED"
 
 
 @dataclass(frozen=True, slots=True)

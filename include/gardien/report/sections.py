@@ -46,8 +46,7 @@ def alerts_for(report: ReleaseReport) -> tuple[Alert, ...]:
                 )
             )
     for j in report.rejections:
-        who = f" by {j.by}" if j.by else ""
-        alerts.append(Alert(DANGER, f"REJECTED{who} ({j.at}): {j.reason}"))
+        alerts.append(Alert(DANGER, f"{j.headline} ({j.at}): {j.reason}"))
     for v in report.validations:
         if not v.passed and v.current_changeset:
             what = "VALIDATION FAILED (rehearsal)" if v.phase == "rehearsal" else "VERIFICATION FAILED"
