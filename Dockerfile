@@ -27,12 +27,7 @@ RUN if [ -n "${VIRTUAL_ENV:-}" ] && command -v uv >/dev/null; then \
     fi
 COPY --chown=airflow:0 pyproject.toml README.md /opt/gardien/
 COPY --chown=airflow:0 include /opt/gardien/include
-# Every Python process of the image (components, tasks, the worker healthcheck) gets gardien.celery_compat.
 RUN pip install --no-cache-dir --no-deps -e /opt/gardien \
- && python -c "import os, site, sys, sysconfig; \
-d = site.getusersitepackages() if site.ENABLE_USER_SITE and sys.prefix == sys.base_prefix else sysconfig.get_paths()['purelib']; \
-os.makedirs(d, exist_ok=True); \
-open(os.path.join(d, 'gardien-celery-compat.pth'), 'w').write('import gardien.celery_compat as _gc; _gc.install_on_import()\\n')" \
  && python -c "import airflow.providers.celery.executors.celery_executor_utils"
 COPY --chown=airflow:0 dags /opt/airflow/dags
 COPY --chown=airflow:0 plugins /opt/airflow/plugins

@@ -54,6 +54,15 @@ SECRETS = (
     "REDIS_PASSWORD",
 )
 STARTED = time.monotonic()
+SEEN: list[str] = []  # what each step showed, for the line recorded in docs/compose-check.md
+
+
+def seen(text: str) -> None:
+    SEEN.append(text)
+
+
+def elapsed() -> float:
+    return time.monotonic() - STARTED
 
 
 class CheckFailed(RuntimeError):
@@ -217,6 +226,10 @@ def check_release(stack: Stack, state: dict[str, Any], api: Any) -> dict[str, An
         raise CheckFailed(f"release {release_id}: ledger chain, events or run note missing")
     if outcome["outcome"].lower() not in note.lower():
         raise CheckFailed(f"the run note does not state the outcome {outcome['outcome']!r}: {note[:300]}")
+    seen(
+        f"{outcome['outcome'].upper()} in {state['wall_seconds']:.0f} s, {len(kinds)} ledger events, "
+        "run note states it, `audit verify` exit 0"
+    )
     return outcome
 
 
@@ -275,6 +288,8 @@ def run(keep: bool) -> tuple[str, str]:
     limits = compose_images.host_limits()
     step(f"Images (container limits nofile={limits.nofile} nproc={limits.nproc})")
     images = compose_images.ensure_images(ROOT, STATE, limits=limits, say=say)
+    local = images["AIRFLOW_IMAGE"] != compose_images.OFFICIAL["AIRFLOW_IMAGE"]
+    seen(f"images ({'local, from Debian' if local else 'official'}) {elapsed() / 60:.1f} min")
     env = settings(images, limits)
     stack = Stack(env)
     passwords = json.loads(env["_PASSWORDS"])
@@ -286,12 +301,14 @@ def run(keep: bool) -> tuple[str, str]:
             "Stack: postgres, redis → airflow-init → api-server, scheduler, dag-processor, triggerer, 2 workers"
         )
         stack.up_all()
+        seen(f"stack healthy at {elapsed() / 60:.1f} min")
         step("Demo environments (qualif, preprod, prod) as the deployer role")
         stack.exec("airflow-apiserver", "gardien", "demo", "build", "--prefix", "gardien_")
         state = follow_run(
             api_for, admin, trigger_release(api_for, reason="compose-check: première mise en production")
         )
         step("Release 1: outcome in the artifacts, the ledger and the run note")
+        seen("release 1")
         first = check_release(stack, state, admin)
         if state["state"] != "success" or first["outcome"].lower() != "released":
             raise CheckFailed(f"release 1 ended {state['state']} / {first['outcome']}")
@@ -304,10 +321,12 @@ def run(keep: bool) -> tuple[str, str]:
         say(f"  release 1 artifacts after the restart: {', '.join(report)}")
         if "report.html" not in report:
             raise CheckFailed("release 1's report.html is gone after the restart")
+        seen("restart (containers recreated, volumes kept): release 1's report.html read back")
         step("Scale the workers to 3")
         env["GARDIEN_WORKERS"] = "3"
         stack.compose("up", "-d")
         stack.wait_healthy(stack.containers("airflow-worker"))
+        seen("workers scaled to 3")
         step("Release 2 with a worker killed during a deployment")
         plant_changes(stack)
         before = {t: pending(stack, t) for t in ("preprod", "prod")}
@@ -320,16 +339,23 @@ def run(keep: bool) -> tuple[str, str]:
             trigger_release(api_for, reason="compose-check: seconde mise en production"),
             on_poll=killer,
         )
+        seen("release 2")
         second = check_release(stack, state, admin)
         after = {t: pending(stack, t) for t in ("preprod", "prod")}
         say(f"  pending changes over qualif: before {before}, after {after}")
         verdict = judge(second, before, after, killer.killed, admin, state["dag_run_id"])
         say(f"  {verdict}")
+        seen(verdict)
         return "passed", verdict
     finally:
         if not keep:
             step("Stop and remove everything (containers, network, volumes)")
-            stack.compose("down", "-v", check=False)
+            down = stack.compose("down", "-v", check=False)
+            seen(
+                "everything removed (`down -v`)"
+                if down.returncode == 0
+                else f"`down -v` exited {down.returncode}"
+            )
 
 
 def judge(outcome: dict, before: dict, after: dict, killed: dict | None, api: Any, run_id: str) -> str:
@@ -349,6 +375,13 @@ def judge(outcome: dict, before: dict, after: dict, killed: dict | None, api: An
     if any(after[t][0] != before[t][0] for t in before):
         raise CheckFailed(f"not released and a target changed: half-applied? before={before} after={after}")
     return f"worker killed during {killed['task']}; release {outcome['outcome']}: every target exactly as before (nothing half-applied)"
+
+
+def summary(parts: list[str]) -> str:
+    """The recorded detail of a passed run: each step's figures ("release 1" joins the figures after it)."""
+    text = "; ".join(parts).replace("release 1; ", "release 1 ").replace("release 2; ", "release 2 ")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{text}; load average at the end {load}"
 
 
 def record(result: str, detail: str, wall: float) -> None:
@@ -374,11 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, detail = run(args.keep)
         code = 0
-    except (CheckFailed, compose_images.ImageError, GardienError) as exc:
+    except (CheckFailed, compose_images.ImageError, GardienError, OSError, subprocess.TimeoutExpired) as exc:
         result, detail, code = "FAILED", str(exc).splitlines()[0][:300], 1
         print(f"\ncompose-check: FAILED: {exc}", file=sys.stderr)
-    wall = time.monotonic() - STARTED
+    wall = elapsed()
     say(f"\ncompose-check: {result} in {wall / 60:.1f} min")
+    if code == 0:
+        detail = summary(SEEN)
     record(result, detail, wall)
     return code
 

@@ -179,6 +179,7 @@ def _debootstrap(root: Path, say: Callable[[str], None]) -> None:
             "debootstrap is not installed: apt-get install debootstrap (needed for local images)"
         )
     mirror = debian_mirror()
+    root.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .gardien/compose yet
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=root))
     try:
         say(f"  debootstrap --variant=minbase {SUITE} (mirror: {mirror or 'debootstrap default'})")

@@ -1,4 +1,4 @@
-"""The distributed stack's launcher: settings, worker hostnames, the celery shim, broker errors (no processes)."""
+"""The distributed stack's launcher: settings, worker hostnames, broker errors (no processes)."""
 
 from __future__ import annotations
 
@@ -67,40 +67,6 @@ def test_settings_celery_stack_points_at_broker_and_metadata_db(
 def test_flush_broker_redis_unreachable_names_the_fix() -> None:
     with pytest.raises(EnvironmentUnavailableError, match=r"Celery broker .* GARDIEN_REDIS_URL"):
         dist._flush_broker(f"redis://127.0.0.1:{_closed_port()}/5")
-
-
-def _flaky(failures: int) -> tuple[list[int], object]:
-    import celery.backends.database as backend
-    from sqlalchemy.exc import InterfaceError
-
-    calls: list[int] = []
-
-    @backend.retry
-    def query() -> str:
-        calls.append(1)
-        if len(calls) <= failures:
-            raise InterfaceError("SELECT 1", {}, Exception("connection reset"))
-        return "rows"
-
-    return calls, query
-
-
-@pytest.mark.parametrize(
-    ("failures", "outcome", "calls"),
-    [(0, "rows", 1), (2, "rows", 3), (3, "raises", 3)],
-    ids=["no-error", "two-transient-errors-retried", "third-error-raised"],
-)
-def test_install_celery_compat_retry_retries_three_times(failures: int, outcome: str, calls: int) -> None:
-    from sqlalchemy.exc import InterfaceError
-
-    dist.install_celery_compat()
-    made, query = _flaky(failures)
-    if outcome == "raises":
-        with pytest.raises(InterfaceError, match="connection reset"):
-            query()
-    else:
-        assert query() == outcome
-    assert len(made) == calls
 
 
 def test_alive_exited_child_reaped_not_alive() -> None:

@@ -148,3 +148,21 @@ def test_debian_mirror_read_from_apt_sources(tmp_path):
     legacy.write_text("# x\ndeb [arch=amd64] http://m2.example/debian bookworm main\n")
     assert compose_images.debian_mirror([legacy]) == "http://m2.example/debian"
     assert compose_images.debian_mirror([tmp_path / "missing"]) is None
+
+
+def test_a_passed_run_records_each_steps_figures():
+    import compose_check
+
+    line = compose_check.summary(
+        [
+            "images (local, from Debian) 1.1 min",
+            "release 1",
+            "RELEASED in 97 s",
+            "release 2",
+            "ROLLED_BACK in 9 s",
+        ]
+    )
+    assert line.startswith(
+        "images (local, from Debian) 1.1 min; release 1 RELEASED in 97 s; release 2 ROLLED_BACK"
+    )
+    assert "load average at the end" in line

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from gardien import celery_compat, pg
+from gardien import pg
 from gardien.demo import airflow_local as local
 from gardien.errors import EnvironmentUnavailableError, GardienError
 
@@ -44,22 +44,8 @@ def component_hostname() -> str:
     return os.environ.get(HOSTNAME_ENV) or socket.getfqdn()
 
 
-def install_celery_compat() -> None:
-    """Put back ``celery.backends.database.retry`` if missing (see gardien.celery_compat)."""
-    celery_compat.install()
-
-
-def run_airflow(args: list[str]) -> None:
-    """``airflow <args>`` in this process, with the celery compatibility shim in place (components run so)."""
-    install_celery_compat()
-    from airflow.__main__ import main as airflow_main
-
-    sys.argv = ["airflow", *args]
-    airflow_main()
-
-
 def _airflow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gardien.demo.airflow_distributed", "airflow", *args]
+    return [sys.executable, "-m", "airflow", *args]
 
 
 def state_dir(root: Path) -> Path:
@@ -240,9 +226,6 @@ def status(root: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["airflow"]:  # how the components are launched (see run_airflow)
-        run_airflow(argv[1:])
-        return 0
     parser = argparse.ArgumentParser(prog="python -m gardien.demo.airflow_distributed")
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--root", default=".")
