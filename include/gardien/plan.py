@@ -14,6 +14,18 @@ from gardien.portable import Key, canonical_text, key_text
 ABSENT = "<absent>"
 
 
+def leaf_tables(catalog: Catalog) -> set[str]:
+    """Managed tables that no managed table (themselves included) references, by id or by value.
+
+    Their rows can be deleted before any other write of a changeset or a rollback: no managed row waits
+    for them, and a row naming a parent by value (``role_privilege.role`` → ``role.role``, no cascade)
+    must be gone before that parent's value changes; their unique values are free again for the writes.
+    """
+    referenced = {fk.table for t in catalog.tables for fk in t.fks.values()}
+    referenced |= {r for t in catalog.tables for r in t.value_refs}
+    return {t.name for t in catalog.tables} - referenced
+
+
 def table_order(catalog: Catalog) -> list[str]:
     """Managed tables, parents before children (self-references aside, handled in two phases).
 

@@ -19,7 +19,7 @@ from gardien import journal
 from gardien.catalog import Catalog
 from gardien.errors import RollbackError
 from gardien.keys import KeyMap
-from gardien.plan import table_order
+from gardien.plan import leaf_tables, table_order
 from gardien.portable import Key, key_text, qualified
 from gardien.touched import Whole
 
@@ -206,9 +206,13 @@ def _listed(edits: list[LaterEdit]) -> str:
 
 
 def restore(cur: Any, *, catalog: Catalog, plans: dict[str, Plan]) -> None:
-    """Write the planned restoration: whole rows re-inserted (former ids) and updated parents first, then
-    rows deleted children first. Self-references are set once every row of the table is back."""
+    """Write the planned restoration: rows of tables nothing references deleted first, whole rows
+    re-inserted (former ids) and updated parents first, then the other rows deleted children first.
+    Self-references are set once every row of the table is back."""
     order = table_order(catalog)
+    leaves = leaf_tables(catalog)  # deleted first (gardien.plan.leaf_tables), the other deletes last
+    for name in [n for n in reversed(order) if n in leaves]:
+        _delete(cur, plans.get(name))
     for name in order:
         plan = plans.get(name)
         if plan is None:
@@ -230,18 +234,19 @@ def restore(cur: Any, *, catalog: Catalog, plans: dict[str, Plan]) -> None:
             )
         _update(cur, whole, plan.updates, whole.updatable)
         _update(cur, whole, plan.inserts, whole.self_refs)
-    for name in reversed(order):
-        plan = plans.get(name)
-        if plan is None or not plan.deletes:
-            continue
-        whole, table = plan.whole, plan.whole.table
-        ids = sql.SQL("{} = ANY(%s::{}[])").format(sql.Identifier(table.pk), sql.SQL(whole.types[table.pk]))
-        if whole.self_refs:  # unhook rows deleted together so that no statement sees a dangling parent
-            sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in whole.self_refs)
-            cur.execute(
-                sql.SQL("UPDATE {} SET {} WHERE ").format(qualified(table), sets) + ids, (plan.deletes,)
-            )
-        cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(qualified(table)) + ids, (plan.deletes,))
+    for name in [n for n in reversed(order) if n not in leaves]:
+        _delete(cur, plans.get(name))
+
+
+def _delete(cur: Any, plan: Plan | None) -> None:
+    if plan is None or not plan.deletes:
+        return
+    whole, table = plan.whole, plan.whole.table
+    ids = sql.SQL("{} = ANY(%s::{}[])").format(sql.Identifier(table.pk), sql.SQL(whole.types[table.pk]))
+    if whole.self_refs:  # unhook rows deleted together so that no statement sees a dangling parent
+        sets = sql.SQL(", ").join(sql.SQL("{} = NULL").format(sql.Identifier(c)) for c in whole.self_refs)
+        cur.execute(sql.SQL("UPDATE {} SET {} WHERE ").format(qualified(table), sets) + ids, (plan.deletes,))
+    cur.execute(sql.SQL("DELETE FROM {} WHERE ").format(qualified(table)) + ids, (plan.deletes,))
 
 
 # Rows travel as one JSON array of arrays (values in a given column order, each its text or null): the

@@ -14,7 +14,7 @@ from psycopg2 import sql
 from gardien.audit import on_insert_values
 from gardien.catalog import BoundTable, Catalog
 from gardien.keys import KeyMap, KeyTexts, copy_field, copy_json
-from gardien.plan import table_order
+from gardien.plan import leaf_tables, table_order
 from gardien.portable import Key, canonical_text, qualified, values_text
 
 _instances = itertools.count(1)
@@ -50,7 +50,8 @@ class TableWrites:
 
 
 def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keymap: KeyMap) -> None:
-    """Write ``writes`` through ``cur``: inserts and updates parents first, deletes children first.
+    """Write ``writes`` through ``cur``: deletes from tables nothing references first, then inserts and
+    updates parents first, then the other deletes children first.
 
     The caller has checked references (gardien.references) and owns the transaction. Target ids are
     allocated by the target (identity/sequence), except for ``restore_ids``.
@@ -85,11 +86,21 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
             row("D", key, {})
     buf = io.StringIO("".join(lines))
     cur.copy_expert(sql.SQL("COPY {} FROM STDIN").format(gc).as_string(cur), buf)
+    # Deletes from tables no managed table references go first: nothing waits for those rows, and a row
+    # that still names a parent by value (role_privilege.role → role.role) must be gone before that parent's
+    # value is updated; a deleted row's unique values are free again for the inserts and updates below.
+    leaves = [
+        name
+        for name in reversed(order)
+        if name in writes and writes[name].deletes and name in leaf_tables(catalog)
+    ]
+    for name in leaves:
+        _delete(cur, catalog.table(name), gc, keymap, hard=writes[name].hard)
     for name in order:
         if name in writes:
             _insert_and_update(cur, catalog.table(name), gc, keymap, catalog)
     for name in reversed(order):
-        if name in writes and writes[name].deletes:
+        if name in writes and writes[name].deletes and name not in leaves:
             _delete(cur, catalog.table(name), gc, keymap, hard=writes[name].hard)
 
 
