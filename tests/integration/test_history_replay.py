@@ -47,6 +47,7 @@ class History:
     scope_sql: dict[str, str]
     soft: set[str]
     deployments: list[tuple[str, str]] = field(default_factory=list)  # (release, deployment id) in effect
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)  # release -> its changeset's counts
 
 
 def gardien(config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -96,7 +97,7 @@ def release(history: History, name: str, source_sql: str) -> str:
     changeset = history.workdir / f"{name}.json"
     summary = ok(gardien(history.config, "diff", "src", "tgt", "-o", str(changeset), "--json"))
     assert not summary["empty"], f"{name}: the release changed nothing"
-    print(name, {t: c for t, c in summary["counts"].items() if any(c.values())})
+    history.counts[name] = {t: c for t, c in summary["counts"].items() if any(c.values())}
 
     applied = ok(gardien(history.config, "apply", str(changeset), "tgt", "--json", "--reason", name))
     assert applied["status"] == "applied", applied
@@ -381,6 +382,14 @@ def test_hospital_history_replays_release_after_release(hospital: History) -> No
         if name == "r02-moves":  # r02 rewrote the right r01 renamed: r01 can no longer be undone alone
             [(_, r01)] = [d for d in hospital.deployments if d[0] == "r01-natural-key-renames"]
             assert_older_rollback_refused(hospital, r01, deployment)
+        if name == "r04-references-to-new-rows":  # a patient is admitted to the unit r04 created
+            execute(hospital.target, f"INSERT INTO sejour (uf_id) VALUES ({UF.format('UF1040')})")
+            before = snapshot(hospital.target)
+            refused = gardien(hospital.config, "rollback", "tgt", deployment, "--json")
+            assert refused.returncode == 10 and "Traceback" not in refused.stderr, refused.stderr
+            assert "sejour" in refused.stderr and "nothing was rolled back" in refused.stderr, refused.stderr
+            assert snapshot(hospital.target) == before
+            execute(hospital.target, "DELETE FROM sejour WHERE medicament_id IS NULL")
 
     # production's own rows still point where they pointed, and were never in the scope
     assert query(hospital.target, "SELECT count(*) FROM sejour")[0][0] == 8
@@ -639,6 +648,19 @@ def test_openmrs_history_replays_release_after_release(openmrs: History) -> None
             [(_, o02)] = [d for d in openmrs.deployments if d[0] == "o02-location-tree"]
             assert_older_rollback_refused(openmrs, o02, deployment)
 
+    # an older deployment no later one overlapped is undone alone: its changes are pending again, no others
+    [(_, o07)] = [d for d in openmrs.deployments if d[0] == "o07-grants-inside-and-outside-the-scope"]
+    rolled = ok(gardien(openmrs.config, "rollback", "tgt", o07, "--json"))
+    assert rolled["proven"] is True, rolled
+    pending = ok(
+        gardien(openmrs.config, "diff", "src", "tgt", "-o", str(openmrs.workdir / "p.json"), "--json")
+    )
+    pending_counts = {t: c for t, c in pending["counts"].items() if any(c.values())}
+    assert pending_counts == openmrs.counts["o07-grants-inside-and-outside-the-scope"]
+    assert pending_counts == {
+        "privilege": {"inserts": 1, "updates": 0, "deletes": 1},
+        "role_privilege": {"inserts": 4, "updates": 0, "deletes": 7},
+    }
     assert query(openmrs.target, "SELECT count(*) FROM encounter")[0][0] == 12
     audit = gardien(openmrs.config, "audit", "verify")
     assert audit.returncode == 0, audit.stdout + audit.stderr
