@@ -699,7 +699,7 @@ def test_openmrs_history_replays_release_after_release(openmrs: History) -> None
         pytest.param(
             *OPENMRS_AWKWARD[3],
             marks=pytest.mark.xfail(
-                strict=True,
+                strict=False,  # whether the chain trips depends on the order PostgreSQL updates the rows in
                 reason="bug: a chain of unique location.name values passed from row to row is written by one "
                 "UPDATE; PostgreSQL checks a non-deferrable unique constraint row by row, so it fails in "
                 "this target's physical row order (exit 9, nothing applied)",
