@@ -89,10 +89,9 @@ def execute(cur: Any, *, catalog: Catalog, writes: dict[str, TableWrites], keyma
     # Deletes from tables no managed table references go first: nothing waits for those rows, and a row
     # that still names a parent by value (role_privilege.role → role.role) must be gone before that parent's
     # value is updated; a deleted row's unique values are free again for the inserts and updates below.
+    unreferenced = leaf_tables(catalog)
     leaves = [
-        name
-        for name in reversed(order)
-        if name in writes and writes[name].deletes and name in leaf_tables(catalog)
+        name for name in reversed(order) if name in writes and writes[name].deletes and name in unreferenced
     ]
     for name in leaves:
         _delete(cur, catalog.table(name), gc, keymap, hard=writes[name].hard)

@@ -50,6 +50,11 @@ class Operator:
     def payload(self) -> dict[str, Any]:
         return {"entry_point": self.entry_point, "break_glass": self.break_glass}
 
+    def reason_with(self, detail: str | None) -> str:
+        """The recorded reason: the operator's, who and how, then what happened (``detail``, shortened)."""
+        reason = f"{self.reason or 'no reason given'} (by {self.actor} via {self.entry_point})"
+        return f"{reason} — {detail[:1500]}" if detail else reason
+
 
 @contextmanager
 def ledger_session(config: GardienConfig) -> Iterator[Any]:
@@ -158,13 +163,9 @@ def ledger_deployment(
     config: GardienConfig, env: Environment, target_deployment_id: str
 ) -> ledger.DeploymentRecord | None:
     """The release deployment the ledger records for this journal row, if any."""
-    with ledger_session(config) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT id FROM ledger.deployments WHERE environment = %s AND target_deployment_id = %s ORDER BY id DESC LIMIT 1",
-            (env.name, target_deployment_id),
-        )
-        row = cur.fetchone()
-        return ledger.get_deployment(conn, row[0]) if row else None
+    with ledger_session(config) as conn:
+        dep_id = _ledger_deployment_id(conn, env, target_deployment_id)
+        return ledger.get_deployment(conn, dep_id) if dep_id is not None else None
 
 
 def record_rollback(
@@ -183,22 +184,12 @@ def record_rollback(
     between the target's commit and here is not recorded again (the check runs under the ledger lock)."""
     from gardien.release.reconcile import rollback_recorded
 
-    reason = f"{operator.reason or 'no reason given'} (by {operator.actor} via {operator.entry_point})"
-    if detail:
-        reason += f" — {detail[:1500]}"
+    reason = operator.reason_with(detail)
     with ledger_session(config) as conn:
         ledger.lock_ledger(conn)
         already = proven and rollback_recorded(conn, env.name, target_deployment_id)
-        dep = None
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT id FROM ledger.deployments WHERE environment = %s AND target_deployment_id = %s "
-                "ORDER BY id DESC LIMIT 1",
-                (env.name, target_deployment_id),
-            )
-            row = cur.fetchone()
-        if row is not None:
-            dep = ledger.get_deployment(conn, row[0])
+        dep_id = _ledger_deployment_id(conn, env, target_deployment_id)
+        dep = ledger.get_deployment(conn, dep_id) if dep_id is not None else None
         if dep is None:
             if already:
                 return
@@ -256,8 +247,7 @@ def record_rollback_refused(
 ) -> None:
     """Record a rollback refused before anything was written (``error.refused``), as the release path does: on
     the release's deployment (``rollback_refused``: still in effect, the later edits named), else as an event."""
-    reason = f"{operator.reason or 'no reason given'} (by {operator.actor} via {operator.entry_point})"
-    reason += f" — {str(error)[:1500]}"
+    reason = operator.reason_with(str(error))
     with ledger_session(config) as conn:
         dep_id = _ledger_deployment_id(conn, env, target_deployment_id)
         if dep_id is not None:
@@ -356,6 +346,7 @@ def recorded_rollback_failure(
 
 
 def _ledger_deployment_id(conn: Any, env: Environment, target_deployment_id: str) -> int | None:
+    """The ledger's last deployment for this journal row of ``env``, if any."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT id FROM ledger.deployments WHERE environment = %s AND target_deployment_id = %s "
